@@ -1,0 +1,210 @@
+//! Wires the stages together and runs the process lifecycle: bind, serve, and on shutdown stop
+//! accepting, release every buffered trace, and drain the queue until the deadline.
+
+use crate::assemble::Assembler;
+use crate::config::Config;
+use crate::export::{Exporter, ExporterHandle};
+use crate::pipeline::{Engine, EngineHandle, PassThrough, TraceHook};
+use crate::receiver::Ingest;
+use crate::receiver::grpc::{GrpcReceiver, oversize_as_resource_exhausted};
+use crate::telemetry::metrics::Metrics;
+use crate::{receiver, store, telemetry};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {endpoint} ({what}): {source}")]
+    Bind { what: &'static str, endpoint: String, source: std::io::Error },
+    #[error("exporter: {0}")]
+    Exporter(String),
+}
+
+pub struct Sidecar;
+
+/// The addresses actually bound (ports may have been 0 in the config).
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddresses {
+    pub grpc: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub metrics: SocketAddr,
+    pub health: SocketAddr,
+}
+
+pub struct RunningSidecar {
+    pub addresses: BoundAddresses,
+    pub metrics: Arc<Metrics>,
+    healthy: Arc<AtomicBool>,
+    stop_receivers: watch::Sender<bool>,
+    stop_telemetry: watch::Sender<bool>,
+    receivers: Vec<JoinHandle<()>>,
+    telemetry: Vec<JoinHandle<()>>,
+    engine: EngineHandle,
+    engine_thread: std::thread::JoinHandle<()>,
+    exporter: ExporterHandle,
+    shutdown_timeout: Duration,
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Everything queued was delivered before the deadline.
+    pub drained: bool,
+    /// Spans left in the redb queue for the next start.
+    pub spans_left: i64,
+}
+
+async fn bind(what: &'static str, endpoint: &crate::config::types::Endpoint) -> Result<TcpListener, StartError> {
+    TcpListener::bind(endpoint.address())
+        .await
+        .map_err(|source| StartError::Bind { what, endpoint: endpoint.to_string(), source })
+}
+
+async fn until_true(mut flag: watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
+impl Sidecar {
+    pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
+        Self::start_with_hook(config, Box::new(PassThrough)).await
+    }
+
+    pub async fn start_with_hook(config: Config, hook: Box<dyn TraceHook>) -> Result<RunningSidecar, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let (db, recovered) = store::open(&config.storage)?;
+        if !recovered.pending.is_empty() || recovered.queued_spans > 0 {
+            tracing::info!(
+                buffered_chunks = recovered.pending.len(),
+                queued_spans = recovered.queued_spans,
+                "recovered unsent data from {}",
+                config.storage.path.display()
+            );
+        }
+        let db = Arc::new(db);
+        let queue_capacity = config.exporters.otlp.sending_queue.queue_size;
+        let (engine, engine_thread) = Engine::start(
+            db.clone(),
+            recovered,
+            Assembler::new(config.assembler.clone()),
+            hook,
+            queue_capacity,
+            metrics.clone(),
+        );
+        let exporter = Exporter::new(db, config.exporters.otlp.clone(), engine.clone(), metrics.clone())
+            .map_err(StartError::Exporter)?
+            .spawn();
+
+        let ingest = Ingest { engine: engine.clone(), metrics: metrics.clone() };
+        let (stop_receivers, stop_rx) = watch::channel(false);
+        let (stop_telemetry, telemetry_rx) = watch::channel(false);
+        let mut receivers = Vec::new();
+        let protocols = &config.receivers.otlp.protocols;
+
+        let mut grpc_addr = None;
+        if let Some(grpc) = &protocols.grpc {
+            let listener = bind("OTLP/gRPC receiver", &grpc.endpoint).await?;
+            let addr = listener.local_addr().expect("bound socket has an address");
+            grpc_addr = Some(addr);
+            let max = (grpc.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
+            let service = GrpcReceiver::service(ingest.clone(), max, grpc.gzip);
+            let stop = until_true(stop_rx.clone());
+            receivers.push(tokio::spawn(async move {
+                let result = tonic::transport::Server::builder()
+                    .layer(tower::util::MapResponseLayer::new(oversize_as_resource_exhausted))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), stop)
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "OTLP/gRPC receiver failed");
+                }
+            }));
+            tracing::info!(address = %addr, "OTLP/gRPC receiver listening");
+        }
+
+        let mut http_addr = None;
+        if let Some(http) = &protocols.http {
+            let listener = bind("OTLP/HTTP receiver", &http.endpoint).await?;
+            let addr = listener.local_addr().expect("bound socket has an address");
+            http_addr = Some(addr);
+            let router = receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
+            let stop = until_true(stop_rx.clone());
+            receivers.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                    tracing::error!(error = %e, "OTLP/HTTP receiver failed");
+                }
+            }));
+            tracing::info!(address = %addr, "OTLP/HTTP receiver listening");
+        }
+
+        let healthy = Arc::new(AtomicBool::new(true));
+        let mut telemetry_tasks = Vec::new();
+        let listener = bind("metrics", &config.telemetry.metrics.endpoint).await?;
+        let metrics_addr = listener.local_addr().expect("bound socket has an address");
+        let router = telemetry::metrics_router(metrics.clone());
+        let stop = until_true(telemetry_rx.clone());
+        telemetry_tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+        }));
+        tracing::info!(address = %metrics_addr, "metrics listening on /metrics");
+        let listener = bind("health check", &config.health_check.endpoint).await?;
+        let health_addr = listener.local_addr().expect("bound socket has an address");
+        let router = telemetry::health_router(healthy.clone());
+        let stop = until_true(telemetry_rx);
+        telemetry_tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+        }));
+        tracing::info!(address = %health_addr, "health check listening");
+
+        Ok(RunningSidecar {
+            addresses: BoundAddresses { grpc: grpc_addr, http: http_addr, metrics: metrics_addr, health: health_addr },
+            metrics,
+            healthy,
+            stop_receivers,
+            stop_telemetry,
+            receivers,
+            telemetry: telemetry_tasks,
+            engine,
+            engine_thread,
+            exporter,
+            shutdown_timeout: config.service.shutdown_timeout.get(),
+        })
+    }
+}
+
+impl RunningSidecar {
+    /// Stops accepting, releases every buffered trace, drains the queue until the deadline, and
+    /// closes the store. Spans not delivered stay in the redb file.
+    pub async fn shutdown(self) -> ShutdownReport {
+        tracing::info!("shutting down: receivers stop accepting, buffered traces are released");
+        self.healthy.store(false, Ordering::Relaxed);
+        let _ = self.stop_receivers.send(true);
+        for task in self.receivers {
+            let _ = task.await;
+        }
+        self.engine.release_all().await;
+        let drained = self.exporter.drain(self.shutdown_timeout).await;
+        drop(self.engine);
+        let joined = tokio::task::spawn_blocking(move || self.engine_thread.join());
+        if tokio::time::timeout(Duration::from_secs(10), joined).await.is_err() {
+            tracing::warn!("engine did not stop within 10s");
+        }
+        let spans_left = self.metrics.exporter_queue_size.get();
+        let _ = self.stop_telemetry.send(true);
+        for task in self.telemetry {
+            let _ = task.await;
+        }
+        if drained {
+            tracing::info!("shutdown complete: queue drained");
+        } else {
+            tracing::warn!(spans_left, "shutdown deadline reached; undelivered spans stay in storage for the next start");
+        }
+        ShutdownReport { drained, spans_left }
+    }
+}

@@ -1,0 +1,151 @@
+use super::*;
+use std::time::Duration;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    Config::parse(text, no_env).expect_err("config should be rejected").problems
+}
+
+fn paths(text: &str) -> Vec<String> {
+    problems(text).into_iter().map(|p| p.path).collect()
+}
+
+#[test]
+fn the_example_config_parses_and_matches_the_defaults() {
+    let text = include_str!("../../config.example.yaml");
+    let config = Config::parse(text, no_env).unwrap_or_else(|e| panic!("{e}"));
+    let defaults = Config::default();
+    let grpc = config.receivers.otlp.protocols.grpc.as_ref().unwrap();
+    assert_eq!(grpc.endpoint.address(), "localhost:4317");
+    assert_eq!(grpc.max_recv_msg_size_mib, 4);
+    assert_eq!(config.receivers.otlp.protocols.http.as_ref().unwrap().endpoint.address(), "localhost:4318");
+    assert_eq!(config.assembler.idle_wait.get(), Duration::from_secs(30));
+    assert_eq!(config.assembler.max_traces, defaults.assembler.max_traces);
+    assert_eq!(config.exporters.otlp.batch.timeout, defaults.exporters.otlp.batch.timeout);
+    assert_eq!(config.exporters.otlp.sending_queue.queue_size, defaults.exporters.otlp.sending_queue.queue_size);
+    assert_eq!(config.telemetry.metrics.endpoint.address(), "localhost:8888");
+    assert_eq!(config.health_check.endpoint.address(), "localhost:13133");
+    // Serializing the parsed example must give back the defaults for everything it documents.
+    let mut expected = serde_yaml_ng::to_value(&defaults).unwrap();
+    let mut actual = serde_yaml_ng::to_value(&config).unwrap();
+    for value in [&mut expected, &mut actual] {
+        value["exporters"]["otlp"]["endpoint"] = serde_yaml_ng::Value::Null;
+    }
+    assert_eq!(actual, expected, "config.example.yaml drifted from the defaults");
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    let config = Config::parse("", no_env).unwrap();
+    assert!(config.receivers.otlp.protocols.grpc.is_some() && config.receivers.otlp.protocols.http.is_some());
+    assert_eq!(config.assembler.idle_wait.get(), Duration::from_secs(30));
+}
+
+#[test]
+fn an_empty_protocol_block_enables_it_and_a_missing_one_disables_it() {
+    let config = Config::parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n", no_env).unwrap();
+    assert!(config.receivers.otlp.protocols.grpc.is_some());
+    assert!(config.receivers.otlp.protocols.http.is_none());
+}
+
+#[test]
+fn every_problem_is_listed_with_its_yaml_path() {
+    let text = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: localhost
+        bogus_key: 1
+      http:
+        endpoint: localhost:99999
+assembler:
+  idle_wait: soon
+  max_trace_age: 30
+exporters:
+  otlp:
+    protocol: carrier-pigeon
+    timeout: 5 parsecs
+extra_section: {}
+";
+    let found = paths(text);
+    for expected in [
+        "receivers.otlp.protocols.grpc.endpoint",
+        "receivers.otlp.protocols.grpc.bogus_key",
+        "receivers.otlp.protocols.http.endpoint",
+        "assembler.idle_wait",
+        "assembler.max_trace_age",
+        "exporters.otlp.protocol",
+        "exporters.otlp.timeout",
+        "extra_section",
+    ] {
+        assert!(found.iter().any(|p| p == expected), "missing {expected} in {found:?}");
+    }
+    let all = problems(text);
+    let endpoint = all.iter().find(|p| p.path == "receivers.otlp.protocols.grpc.endpoint").unwrap();
+    assert!(endpoint.message.contains("host:port"), "{}", endpoint.message);
+    let unknown = all.iter().find(|p| p.path == "extra_section").unwrap();
+    assert!(unknown.message.contains("unknown field"), "{}", unknown.message);
+}
+
+#[test]
+fn semantic_problems_are_listed_too() {
+    let text = "
+assembler:
+  max_traces: 0
+exporters:
+  otlp:
+    endpoint: https://collector:4317
+    retry_on_failure:
+      multiplier: 0.5
+    headers:
+      \"bad header\": x
+telemetry:
+  metrics:
+    endpoint: localhost:4317
+";
+    let found = paths(text);
+    for expected in [
+        "assembler.max_traces",
+        "exporters.otlp.endpoint",
+        "exporters.otlp.retry_on_failure.multiplier",
+        "exporters.otlp.headers.bad header",
+        "telemetry.metrics.endpoint",
+    ] {
+        assert!(found.iter().any(|p| p == expected), "missing {expected} in {found:?}");
+    }
+}
+
+#[test]
+fn environment_variables_are_expanded_and_unset_ones_reported() {
+    let env = |name: &str| (name == "PORT").then(|| "5317".to_string());
+    let config = Config::parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:${env:PORT}\n", env).unwrap();
+    assert_eq!(config.receivers.otlp.protocols.grpc.unwrap().endpoint.port, 5317);
+    let err = Config::parse("storage:\n  path: ${env:NOT_SET}\n", env).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert!(err.problems[0].message.contains("NOT_SET"), "{}", err);
+    assert_eq!(err.problems[0].path, "<line 2>");
+}
+
+#[test]
+fn broken_yaml_is_reported_with_its_position() {
+    let err = Config::parse("receivers: [unclosed\n", no_env).unwrap_err();
+    assert!(err.to_string().contains("not valid YAML"), "{err}");
+    assert!(err.to_string().contains("line"), "{err}");
+}
+
+#[test]
+fn secrets_in_headers_never_appear_in_errors() {
+    let text = "exporters:\n  otlp:\n    headers:\n      authorization: \"${env:TOKEN}\"\n";
+    let bad = |name: &str| (name == "TOKEN").then(|| "hunter2\u{e9}".to_string());
+    let err = Config::parse(text, bad).unwrap_err();
+    assert_eq!(err.problems[0].path, "exporters.otlp.headers.authorization");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let good = |name: &str| (name == "TOKEN").then(|| "Bearer hunter2".to_string());
+    let config = Config::parse(text, good).unwrap();
+    assert_eq!(config.exporters.otlp.headers["authorization"].expose(), "Bearer hunter2");
+    assert!(!format!("{config:?}").contains("hunter2"), "Debug must redact header values");
+}

@@ -1,0 +1,15 @@
+//! Tracetopics: an OpenTelemetry-collector-style sidecar that assembles agent traces and gives
+//! each a topic. This crate is the sidecar; `tracetopics` is its command line.
+
+pub mod app;
+pub mod assemble;
+pub mod config;
+pub mod export;
+pub mod otlp;
+pub mod pipeline;
+pub mod receiver;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{RunningSidecar, Sidecar};
+pub use config::Config;

@@ -1,0 +1,322 @@
+//! The engine thread: the only writer of the redb file. It takes ingested chunks, releases
+//! complete traces into the sending queue, and deletes what the exporter delivered — batching all
+//! of it into one durable commit per wake-up (group commit), so an OK costs one fsync shared by
+//! every request that arrived meanwhile.
+
+use super::{AssembledTrace, TraceHook};
+use crate::assemble::{Assembler, Placement, ReleasedTrace};
+use crate::receiver::split::TraceChunk;
+use crate::store::{self, PENDING, QUEUE, StoreError};
+use crate::telemetry::metrics::{Metrics, ReasonLabel};
+use redb::{Database, Durability};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, oneshot};
+
+/// Why the engine did not accept a request; the receivers turn both into retryable errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Buffer or queue full: the client should retry after the given delay.
+    Full { what: &'static str, retry_after: Duration },
+    /// The redb commit failed (e.g. disk full); nothing of the request was kept.
+    Storage(String),
+    /// The engine is shutting down.
+    Stopped,
+}
+
+pub enum Command {
+    Ingest { chunks: Vec<TraceChunk>, reply: oneshot::Sender<Result<(), Refusal>> },
+    /// The downstream acknowledged (or permanently refused) these queue records.
+    Delivered { keys: Vec<u64>, spans: u64 },
+    /// Release every buffered trace into the queue now (shutdown).
+    ReleaseAll { reply: oneshot::Sender<()> },
+}
+
+/// Cloneable sender side of the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    sender: SyncSender<Command>,
+    /// Woken whenever records enter the sending queue.
+    pub queue_grew: Arc<Notify>,
+}
+
+impl EngineHandle {
+    pub async fn ingest(&self, chunks: Vec<TraceChunk>) -> Result<(), Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Ingest { chunks, reply }).await?;
+        answer.await.map_err(|_| Refusal::Stopped)?
+    }
+
+    pub async fn delivered(&self, keys: Vec<u64>, spans: u64) {
+        let _ = self.send(Command::Delivered { keys, spans }).await;
+    }
+
+    pub async fn release_all(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::ReleaseAll { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), Refusal> {
+        // The channel is bounded; a full channel means the engine is behind, so wait off the
+        // async workers rather than grow memory.
+        match self.sender.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(Refusal::Stopped),
+            Err(std::sync::mpsc::TrySendError::Full(command)) => {
+                let sender = self.sender.clone();
+                tokio::task::spawn_blocking(move || sender.send(command).map_err(|_| Refusal::Stopped))
+                    .await
+                    .map_err(|_| Refusal::Stopped)?
+            }
+        }
+    }
+}
+
+pub struct Engine {
+    db: Arc<Database>,
+    assembler: Assembler,
+    hook: Box<dyn TraceHook>,
+    metrics: Arc<Metrics>,
+    queue_grew: Arc<Notify>,
+    next_key: u64,
+    queued_spans: u64,
+    queue_capacity: u64,
+}
+
+/// Back-off asked of clients when the buffer or queue is full.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+const MAX_COMMANDS_PER_COMMIT: usize = 512;
+
+impl Engine {
+    /// Starts the engine thread on an opened store, putting recovered chunks back into the
+    /// assembler so they get a fresh `idle_wait` (their trace may still be arriving).
+    pub fn start(
+        db: Arc<Database>,
+        recovered: store::Recovered,
+        assembler: Assembler,
+        hook: Box<dyn TraceHook>,
+        queue_capacity: u64,
+        metrics: Arc<Metrics>,
+    ) -> (EngineHandle, std::thread::JoinHandle<()>) {
+        let (sender, receiver) = sync_channel(1024);
+        let queue_grew = Arc::new(Notify::new());
+        let mut engine = Engine {
+            db,
+            assembler,
+            hook,
+            metrics,
+            queue_grew: queue_grew.clone(),
+            next_key: recovered.next_key,
+            queued_spans: recovered.queued_spans,
+            queue_capacity,
+        };
+        let now = Instant::now();
+        for chunk in &recovered.pending {
+            engine.assembler.add(now, chunk.trace_id, chunk.key, chunk.spans, false);
+        }
+        engine.metrics.exporter_queue_capacity.set(queue_capacity as i64);
+        engine.update_gauges();
+        let thread = std::thread::Builder::new()
+            .name("tracetopics-engine".into())
+            .spawn(move || engine.run(receiver))
+            .expect("spawning the engine thread");
+        (EngineHandle { sender, queue_grew }, thread)
+    }
+
+    fn run(mut self, receiver: Receiver<Command>) {
+        loop {
+            let now = Instant::now();
+            let wait = crate::assemble::wait_until(self.assembler.next_deadline(), now, Duration::from_secs(3600));
+            let mut commands = Vec::new();
+            match receiver.recv_timeout(wait) {
+                Ok(command) => commands.push(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while commands.len() < MAX_COMMANDS_PER_COMMIT {
+                match receiver.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.step(commands, Instant::now());
+        }
+        tracing::debug!("engine stopped");
+    }
+
+    /// One group commit: deliveries, ingests, due releases.
+    fn step(&mut self, commands: Vec<Command>, now: Instant) {
+        let mut delivered_keys = Vec::new();
+        let mut delivered_spans = 0;
+        let mut ingests = Vec::new();
+        let mut release_all_replies = Vec::new();
+        for command in commands {
+            match command {
+                Command::Delivered { keys, spans } => {
+                    delivered_keys.extend(keys);
+                    delivered_spans += spans;
+                }
+                Command::Ingest { chunks, reply } => ingests.push((chunks, reply)),
+                Command::ReleaseAll { reply } => release_all_replies.push(reply),
+            }
+        }
+
+        // Admission: count what is already promised plus what each request adds.
+        let mut free_slots = self.assembler.free_trace_slots();
+        let mut room = self.queue_capacity.saturating_sub(self.queued_spans + self.assembler.spans_in_flight());
+        let mut admitted: Vec<(Vec<TraceChunk>, oneshot::Sender<Result<(), Refusal>>)> = Vec::new();
+        let mut new_ids = std::collections::HashSet::new();
+        for (chunks, reply) in ingests {
+            let spans: u64 = chunks.iter().map(|c| u64::from(c.spans)).sum();
+            let starts: Vec<_> = chunks
+                .iter()
+                .filter(|c| {
+                    !self.assembler.is_buffered(&c.trace_id)
+                        && self.assembler.placement(&c.trace_id) == Placement::Buffer
+                        && !new_ids.contains(&c.trace_id)
+                })
+                .map(|c| c.trace_id)
+                .collect::<std::collections::HashSet<_>>()
+                .into_iter()
+                .collect();
+            if spans > room {
+                let _ = reply.send(Err(Refusal::Full { what: "sending queue is full", retry_after: FULL_RETRY_AFTER }));
+            } else if starts.len() > free_slots {
+                let _ = reply.send(Err(Refusal::Full { what: "trace buffer is full (assembler.max_traces)", retry_after: FULL_RETRY_AFTER }));
+            } else {
+                room -= spans;
+                free_slots -= starts.len();
+                new_ids.extend(starts);
+                admitted.push((chunks, reply));
+            }
+        }
+
+        let release_all = !release_all_replies.is_empty();
+        match self.commit(&delivered_keys, &admitted, now, release_all) {
+            Ok(outcome) => {
+                self.queued_spans = self.queued_spans.saturating_sub(delivered_spans) + outcome.queued_spans;
+                for (_, reply) in admitted {
+                    let _ = reply.send(Ok(()));
+                }
+                self.metrics.assembler_late_spans.inc_by(outcome.late_spans);
+                if outcome.queued_spans > 0 {
+                    self.queue_grew.notify_one();
+                }
+            }
+            Err(e) => {
+                self.metrics.storage_commit_failures.inc();
+                tracing::error!(error = %e, "storage commit failed; refusing the affected requests so clients retry");
+                for (_, reply) in admitted {
+                    let _ = reply.send(Err(Refusal::Storage(e.to_string())));
+                }
+                // The aborted transaction kept nothing; the file is the truth, so rebuild the
+                // in-memory view from it.
+                if let Err(e) = self.resync(now) {
+                    tracing::error!(error = %e, "cannot re-read storage after a failed commit");
+                }
+            }
+        }
+        for reply in release_all_replies {
+            let _ = reply.send(());
+        }
+        self.update_gauges();
+    }
+
+    fn resync(&mut self, now: Instant) -> Result<(), StoreError> {
+        let recovered = store::recover(&self.db)?;
+        self.assembler.reset();
+        for chunk in &recovered.pending {
+            self.assembler.add(now, chunk.trace_id, chunk.key, chunk.spans, false);
+        }
+        self.queued_spans = recovered.queued_spans;
+        self.next_key = self.next_key.max(recovered.next_key);
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        delivered: &[u64],
+        admitted: &[(Vec<TraceChunk>, oneshot::Sender<Result<(), Refusal>>)],
+        now: Instant,
+        release_all: bool,
+    ) -> Result<CommitOutcome, StoreError> {
+        let started = Instant::now();
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate).map_err(|e| StoreError::Redb(e.to_string()))?;
+        let mut outcome = CommitOutcome::default();
+        let mut buffered = Vec::new();
+        let mut key = self.next_key;
+        let mut all_released = Vec::new();
+        {
+            let mut pending = tx.open_table(PENDING)?;
+            let mut queue = tx.open_table(QUEUE)?;
+            for k in delivered {
+                queue.remove(k)?;
+            }
+            for (chunks, _) in admitted {
+                for chunk in chunks {
+                    match self.assembler.placement(&chunk.trace_id) {
+                        Placement::Late => {
+                            queue.insert(key, store::queued_value(chunk.spans, &[&chunk.payload]).as_slice())?;
+                            outcome.queued_spans += u64::from(chunk.spans);
+                            outcome.late_spans += u64::from(chunk.spans);
+                        }
+                        Placement::Buffer => {
+                            pending.insert(key, store::pending_value(&chunk.trace_id, chunk.spans, &chunk.payload).as_slice())?;
+                            buffered.push((chunk.trace_id, key, chunk.spans, chunk.has_root));
+                        }
+                    }
+                    key += 1;
+                }
+            }
+            // Chunks join the assembler before due traces are computed, so a chunk arriving in
+            // the same wake-up as its trace's deadline extends the wait instead of being late.
+            for &(trace_id, k, spans, has_root) in &buffered {
+                self.assembler.add(now, trace_id, k, spans, has_root);
+            }
+            let mut to_release: Vec<ReleasedTrace> = self.assembler.release_due(now);
+            if release_all {
+                to_release.extend(self.assembler.release_all());
+            }
+            for trace in to_release {
+                let mut parts = Vec::with_capacity(trace.keys.len());
+                let mut spans = 0u64;
+                for k in &trace.keys {
+                    if let Some(value) = pending.remove(k)? {
+                        let (_, chunk_spans, payload) = store::split_pending(value.value());
+                        spans += u64::from(chunk_spans);
+                        parts.extend_from_slice(payload);
+                    }
+                }
+                let mut assembled = AssembledTrace { trace_id: trace.trace_id, spans, payload: parts };
+                self.hook.on_trace(&mut assembled);
+                queue.insert(key, store::queued_value(assembled.spans as u32, &[&assembled.payload]).as_slice())?;
+                key += 1;
+                outcome.queued_spans += assembled.spans;
+                all_released.push(trace.reason);
+            }
+        }
+        tx.commit()?;
+        self.next_key = key;
+        for reason in all_released {
+            self.metrics.assembler_released_traces.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc();
+        }
+        self.metrics.storage_commit_seconds.inc_by(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    fn update_gauges(&self) {
+        self.metrics.assembler_traces_in_flight.set(self.assembler.traces_in_flight() as i64);
+        self.metrics.assembler_spans_in_flight.set(self.assembler.spans_in_flight() as i64);
+        self.metrics.exporter_queue_size.set(self.queued_spans as i64);
+    }
+}
+
+#[derive(Default)]
+struct CommitOutcome {
+    queued_spans: u64,
+    late_spans: u64,
+}

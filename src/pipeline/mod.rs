@@ -1,0 +1,30 @@
+//! The hook every assembled trace passes through before export. Later stages (preprocess, facet,
+//! classify) plug in here; today the default hook passes traces through unchanged.
+
+mod engine;
+
+pub use engine::{Command, Engine, EngineHandle, Refusal};
+
+/// A complete trace as released by the assembler: one `TracesData` payload holding every span,
+/// each under its original resource and scope.
+#[derive(Debug, Clone)]
+pub struct AssembledTrace {
+    pub trace_id: crate::assemble::TraceId,
+    pub spans: u64,
+    /// Encoded `opentelemetry.proto.trace.v1.TracesData`.
+    pub payload: Vec<u8>,
+}
+
+/// Called once per released trace, on the engine thread, before the trace is queued for export.
+/// It may rewrite the payload (e.g. add attributes) but must keep every span.
+pub trait TraceHook: Send + 'static {
+    fn on_trace(&mut self, trace: &mut AssembledTrace);
+}
+
+/// Passes every trace through unchanged.
+#[derive(Debug, Default)]
+pub struct PassThrough;
+
+impl TraceHook for PassThrough {
+    fn on_trace(&mut self, _trace: &mut AssembledTrace) {}
+}

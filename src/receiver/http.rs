@@ -1,0 +1,155 @@
+//! OTLP/HTTP: `POST /v1/traces` with `application/x-protobuf` or `application/json`, plain or
+//! gzip. The response is written in the request's encoding.
+
+use super::Ingest;
+use super::split::split_by_trace;
+use crate::otlp::{json, status};
+use crate::pipeline::Refusal;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use std::io::Read;
+
+#[derive(Clone)]
+struct HttpState {
+    ingest: Ingest,
+    max_body: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+pub fn router(ingest: Ingest, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export_traces))
+        // The limit is enforced below, after decompression, with OTLP's status codes.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(HttpState { ingest, max_body })
+}
+
+async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let encoding = match content_type.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            state.ingest.failed_request("http");
+            let message = format!("unsupported content type `{other}`; use application/x-protobuf or application/json");
+            return error(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, &message);
+        }
+    };
+    let body = match read_body(&headers, body, state.max_body).await {
+        Ok(body) => body,
+        Err((code, message)) => {
+            state.ingest.failed_request("http");
+            return error(encoding, code, &message);
+        }
+    };
+    let request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
+            .map_err(|e| format!("undecodable protobuf: {e}")),
+        Encoding::Json => json::decode_traces(&body).map_err(|e| format!("undecodable OTLP/JSON: {e}")),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(message) => {
+            state.ingest.failed_request("http");
+            return error(encoding, StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let split = split_by_trace(request);
+    let (rejected, reject_message) = (split.rejected_spans, split.reject_message.clone());
+    match state.ingest.accept(split, "http").await {
+        Ok(()) => {
+            let body = match encoding {
+                Encoding::Protobuf => ExportTraceServiceResponse {
+                    partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+                        rejected_spans: rejected as i64,
+                        error_message: reject_message,
+                    }),
+                }
+                .encode_to_vec(),
+                Encoding::Json => json::export_response(rejected, &reject_message),
+            };
+            ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+        }
+        Err(refusal) => {
+            let (message, retry_after) = match refusal {
+                Refusal::Full { what, retry_after } => (what.to_string(), retry_after),
+                Refusal::Storage(_) => ("storage unavailable".to_string(), std::time::Duration::from_secs(5)),
+                Refusal::Stopped => ("shutting down".to_string(), std::time::Duration::from_secs(5)),
+            };
+            let mut response = error(encoding, StatusCode::SERVICE_UNAVAILABLE, &message);
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+    }
+}
+
+/// The body, gunzipped if needed, refused with 413 once it exceeds `limit` bytes.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
+    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes"));
+    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+        if length > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if is_limit { too_large() } else { (StatusCode::BAD_REQUEST, format!("cannot read request body: {e}")) }
+    })?;
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+    match encoding.to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(raw.to_vec()),
+        "gzip" | "x-gzip" => {
+            let mut out = Vec::new();
+            let mut decoder = flate2::read::GzDecoder::new(raw.as_ref()).take(limit as u64 + 1);
+            decoder
+                .read_to_end(&mut out)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+            if out.len() > limit {
+                return Err(too_large());
+            }
+            Ok(out)
+        }
+        other => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content encoding `{other}`; use gzip or none"))),
+    }
+}
+
+fn error(encoding: Encoding, code: StatusCode, message: &str) -> Response {
+    let rpc_code = match code {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::InvalidArgument,
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        _ => tonic::Code::Unavailable,
+    } as i32;
+    let body = match encoding {
+        Encoding::Protobuf => status::Status { code: rpc_code, message: message.to_string(), details: vec![] }.encode_to_vec(),
+        Encoding::Json => json::status_body(rpc_code, message),
+    };
+    (code, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}

@@ -1,0 +1,243 @@
+//! Validates the spans of one export request and splits it into one chunk per trace, each a
+//! self-contained `TracesData` that keeps every span under its original resource and scope.
+//! Chunks are assembled at the protobuf wire level so each span, resource and scope is encoded
+//! exactly once however many traces share them.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use std::collections::HashMap;
+
+use crate::assemble::TraceId;
+
+/// One trace's spans from one request, encoded as `TracesData`.
+#[derive(Debug, Clone)]
+pub struct TraceChunk {
+    pub trace_id: TraceId,
+    pub spans: u32,
+    /// Holds a span without a parent (the root span is exported when it ends).
+    pub has_root: bool,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct SplitRequest {
+    pub chunks: Vec<TraceChunk>,
+    pub accepted_spans: u64,
+    pub rejected_spans: u64,
+    /// Why spans were rejected (for OTLP partial success), empty if none were.
+    pub reject_message: String,
+}
+
+impl SplitRequest {
+    pub fn total_spans(&self) -> u64 {
+        self.accepted_spans + self.rejected_spans
+    }
+}
+
+/// Why a single span cannot be accepted.
+pub fn span_problem(span: &Span) -> Option<&'static str> {
+    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+        return Some("invalid trace id (must be 16 bytes, not all zero)");
+    }
+    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+        return Some("invalid span id (must be 8 bytes, not all zero)");
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Some("invalid parent span id (must be empty or 8 bytes)");
+    }
+    None
+}
+
+struct Entry {
+    resource: usize,
+    scope: usize,
+    span: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Group {
+    entries: Vec<Entry>,
+    has_root: bool,
+}
+
+pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
+    let mut out = SplitRequest::default();
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut order: Vec<TraceId> = Vec::new();
+    let mut groups: HashMap<TraceId, Group> = HashMap::new();
+    // Per resource: encoded resource, schema url; per scope: (resource idx, encoded scope, schema).
+    let mut resources: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut scopes: Vec<(Vec<u8>, String)> = Vec::new();
+
+    for resource_spans in request.resource_spans {
+        let resource_index = resources.len();
+        resources.push((
+            resource_spans.resource.map(|r| r.encode_to_vec()).unwrap_or_default(),
+            resource_spans.schema_url,
+        ));
+        for scope_spans in resource_spans.scope_spans {
+            let scope_index = scopes.len();
+            scopes.push((scope_spans.scope.map(|s| s.encode_to_vec()).unwrap_or_default(), scope_spans.schema_url));
+            for span in scope_spans.spans {
+                if let Some(reason) = span_problem(&span) {
+                    out.rejected_spans += 1;
+                    if !reasons.contains(&reason) {
+                        reasons.push(reason);
+                    }
+                    continue;
+                }
+                out.accepted_spans += 1;
+                let trace_id: TraceId = span.trace_id.as_slice().try_into().expect("validated length");
+                let group = groups.entry(trace_id).or_insert_with(|| {
+                    order.push(trace_id);
+                    Group::default()
+                });
+                group.has_root |= span.parent_span_id.is_empty();
+                group.entries.push(Entry { resource: resource_index, scope: scope_index, span: span.encode_to_vec() });
+            }
+        }
+    }
+    if out.rejected_spans > 0 {
+        out.reject_message = format!("{} span(s) rejected: {}", out.rejected_spans, reasons.join("; "));
+    }
+    out.chunks = order
+        .into_iter()
+        .map(|trace_id| {
+            let group = groups.remove(&trace_id).expect("ordered ids are grouped");
+            TraceChunk {
+                trace_id,
+                spans: group.entries.len() as u32,
+                has_root: group.has_root,
+                payload: encode_group(&group.entries, &resources, &scopes),
+            }
+        })
+        .collect();
+    out
+}
+
+/// `TracesData { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope,
+/// spans }] }] }`, written field by field from already encoded parts.
+fn encode_group(entries: &[Entry], resources: &[(Vec<u8>, String)], scopes: &[(Vec<u8>, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let resource = entries[i].resource;
+        let mut resource_body = Vec::new();
+        let (resource_bytes, resource_schema) = &resources[resource];
+        if !resource_bytes.is_empty() {
+            put_bytes(&mut resource_body, 1, resource_bytes);
+        }
+        while i < entries.len() && entries[i].resource == resource {
+            let scope = entries[i].scope;
+            let (scope_bytes, scope_schema) = &scopes[scope];
+            let mut scope_body = Vec::new();
+            if !scope_bytes.is_empty() {
+                put_bytes(&mut scope_body, 1, scope_bytes);
+            }
+            while i < entries.len() && entries[i].scope == scope {
+                put_bytes(&mut scope_body, 2, &entries[i].span);
+                i += 1;
+            }
+            if !scope_schema.is_empty() {
+                put_bytes(&mut scope_body, 3, scope_schema.as_bytes());
+            }
+            put_bytes(&mut resource_body, 2, &scope_body);
+        }
+        if !resource_schema.is_empty() {
+            put_bytes(&mut resource_body, 3, resource_schema.as_bytes());
+        }
+        put_bytes(&mut out, 1, &resource_body);
+    }
+    out
+}
+
+fn put_bytes(buf: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    buf.reserve(1 + encoded_len_varint(bytes.len() as u64) + bytes.len());
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(bytes.len() as u64, buf);
+    buf.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
+
+    fn span(trace: u8, id: u8, parent: Option<u8>) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: format!("span-{trace}-{id}"),
+            ..Default::default()
+        }
+    }
+
+    fn resource(service: &str) -> Option<Resource> {
+        Some(Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn splits_by_trace_keeping_resource_and_scope() {
+        let scope = |name: &str| Some(InstrumentationScope { name: name.into(), ..Default::default() });
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: resource("a"),
+                    scope_spans: vec![
+                        ScopeSpans { scope: scope("s1"), spans: vec![span(1, 1, None), span(2, 2, Some(9))], schema_url: "u".into() },
+                        ScopeSpans { scope: scope("s2"), spans: vec![span(1, 3, Some(1))], ..Default::default() },
+                    ],
+                    schema_url: "r".into(),
+                },
+                ResourceSpans { resource: resource("b"), scope_spans: vec![ScopeSpans { scope: scope("s3"), spans: vec![span(2, 4, Some(2))], ..Default::default() }], ..Default::default() },
+            ],
+        };
+        let split = split_by_trace(request);
+        assert_eq!((split.accepted_spans, split.rejected_spans, split.chunks.len()), (3 + 1, 0, 2));
+        let first = &split.chunks[0];
+        assert_eq!((first.trace_id, first.spans, first.has_root), ([1; 16], 2, true));
+        let decoded = TracesData::decode(first.payload.as_slice()).unwrap();
+        assert_eq!(decoded.resource_spans.len(), 1);
+        assert_eq!(decoded.resource_spans[0].resource, resource("a"));
+        assert_eq!(decoded.resource_spans[0].schema_url, "r");
+        let scopes = &decoded.resource_spans[0].scope_spans;
+        assert_eq!(scopes.iter().map(|s| s.scope.as_ref().unwrap().name.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+        assert_eq!(scopes[0].schema_url, "u");
+        assert_eq!(scopes[1].spans[0], span(1, 3, Some(1)));
+
+        let second = TracesData::decode(split.chunks[1].payload.as_slice()).unwrap();
+        assert!(!split.chunks[1].has_root);
+        assert_eq!(second.resource_spans.len(), 2, "trace 2 spans two resources");
+        assert_eq!(second.resource_spans[1].resource, resource("b"));
+    }
+
+    #[test]
+    fn invalid_spans_are_rejected_individually() {
+        let mut bad_trace = span(1, 1, None);
+        bad_trace.trace_id = vec![0; 16];
+        let mut short_span = span(1, 2, None);
+        short_span.span_id = vec![1, 2, 3];
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans: vec![bad_trace, short_span, span(3, 3, None)], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let split = split_by_trace(request);
+        assert_eq!((split.accepted_spans, split.rejected_spans), (1, 2));
+        assert!(split.reject_message.contains("invalid trace id"), "{}", split.reject_message);
+        assert!(split.reject_message.contains("invalid span id"), "{}", split.reject_message);
+    }
+}

@@ -1,0 +1,91 @@
+//! Self-metrics, named after the Collector's own (`otelcol_receiver_accepted_spans` becomes
+//! `tracetopics_receiver_accepted_spans_total`), served as Prometheus text.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub receiver_accepted_spans: Family<TransportLabel, Counter>,
+    pub receiver_refused_spans: Family<TransportLabel, Counter>,
+    pub receiver_rejected_spans: Family<TransportLabel, Counter>,
+    pub receiver_failed_requests: Family<TransportLabel, Counter>,
+    pub assembler_traces_in_flight: Gauge,
+    pub assembler_spans_in_flight: Gauge,
+    pub assembler_released_traces: Family<ReasonLabel, Counter>,
+    pub assembler_late_spans: Counter,
+    pub exporter_sent_spans: Counter,
+    pub exporter_send_failed_spans: Family<ReasonLabel, Counter>,
+    pub exporter_requests_retried: Counter,
+    pub exporter_queue_size: Gauge,
+    pub exporter_queue_capacity: Gauge,
+    pub storage_commit_failures: Counter,
+    pub storage_commit_seconds: Counter<f64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            receiver_accepted_spans: Family::default(),
+            receiver_refused_spans: Family::default(),
+            receiver_rejected_spans: Family::default(),
+            receiver_failed_requests: Family::default(),
+            assembler_traces_in_flight: Gauge::default(),
+            assembler_spans_in_flight: Gauge::default(),
+            assembler_released_traces: Family::default(),
+            assembler_late_spans: Counter::default(),
+            exporter_sent_spans: Counter::default(),
+            exporter_send_failed_spans: Family::default(),
+            exporter_requests_retried: Counter::default(),
+            exporter_queue_size: Gauge::default(),
+            exporter_queue_capacity: Gauge::default(),
+            storage_commit_failures: Counter::default(),
+            storage_commit_seconds: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("tracetopics_receiver_accepted_spans", "Spans accepted and stored durably before the client got its OK", m.receiver_accepted_spans.clone());
+        r.register("tracetopics_receiver_refused_spans", "Spans refused with a retryable error (back-pressure or storage trouble); the client keeps them", m.receiver_refused_spans.clone());
+        r.register("tracetopics_receiver_rejected_spans", "Invalid spans rejected through OTLP partial success", m.receiver_rejected_spans.clone());
+        r.register("tracetopics_receiver_failed_requests", "Requests that could not be decoded or were too large", m.receiver_failed_requests.clone());
+        r.register("tracetopics_assembler_traces_in_flight", "Traces waiting to be complete", m.assembler_traces_in_flight.clone());
+        r.register("tracetopics_assembler_spans_in_flight", "Spans of traces waiting to be complete", m.assembler_spans_in_flight.clone());
+        r.register("tracetopics_assembler_released_traces", "Traces released to the pipeline, by reason", m.assembler_released_traces.clone());
+        r.register("tracetopics_assembler_late_spans", "Spans that arrived after their trace was released and were passed on at once", m.assembler_late_spans.clone());
+        r.register("tracetopics_exporter_sent_spans", "Spans the downstream acknowledged", m.exporter_sent_spans.clone());
+        r.register("tracetopics_exporter_send_failed_spans", "Spans given up on: permanent downstream errors, partial-success rejections, retry time exhausted", m.exporter_send_failed_spans.clone());
+        r.register("tracetopics_exporter_requests_retried", "Export requests retried after a retryable failure", m.exporter_requests_retried.clone());
+        r.register("tracetopics_exporter_queue_size", "Spans in the persistent sending queue", m.exporter_queue_size.clone());
+        r.register("tracetopics_exporter_queue_capacity", "Capacity of the sending queue in spans (sending_queue.queue_size)", m.exporter_queue_capacity.clone());
+        r.register("tracetopics_storage_commit_failures", "redb commits that failed", m.storage_commit_failures.clone());
+        r.register("tracetopics_storage_commit_seconds", "Time spent in durable redb commits", m.storage_commit_seconds.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
