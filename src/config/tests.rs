@@ -140,7 +140,7 @@ fn broken_yaml_is_reported_with_its_position() {
 #[test]
 fn secrets_in_headers_never_appear_in_errors() {
     let text = "exporters:\n  otlp:\n    headers:\n      authorization: \"${env:TOKEN}\"\n";
-    let bad = |name: &str| (name == "TOKEN").then(|| "hunter2\u{e9}".to_string());
+    let bad = |name: &str| (name == "TOKEN").then(|| "hunter2\\x01".to_string());
     let err = Config::parse(text, bad).unwrap_err();
     assert_eq!(err.problems[0].path, "exporters.otlp.headers.authorization");
     assert!(!err.to_string().contains("hunter2"), "{err}");
