@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::export::{Exporter, ExporterHandle};
 use crate::pipeline::{Engine, EngineHandle, PassThrough, TraceHook};
 use crate::receiver::Ingest;
-use crate::receiver::grpc::{GrpcReceiver, oversize_as_resource_exhausted};
+use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
 use crate::telemetry::metrics::Metrics;
 use crate::{receiver, store, telemetry};
 use std::net::SocketAddr;
@@ -117,7 +117,7 @@ impl Sidecar {
             let stop = until_true(stop_rx.clone());
             receivers.push(tokio::spawn(async move {
                 let result = tonic::transport::Server::builder()
-                    .layer(tower::util::MapResponseLayer::new(oversize_as_resource_exhausted))
+                    .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
                     .add_service(service)
                     .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), stop)
                     .await;

@@ -53,13 +53,20 @@ pub fn refusal_status(refusal: Refusal) -> Status {
     }
 }
 
-/// tonic answers an uncompressed message over the size limit with OUT_OF_RANGE; OTLP (and the
-/// Collector) say RESOURCE_EXHAUSTED. The receiver never produces OUT_OF_RANGE itself.
-pub fn oversize_as_resource_exhausted(mut response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
-    let out_of_range = (Code::OutOfRange as i32).to_string();
-    if response.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == out_of_range.as_bytes()) {
-        let exhausted = (Code::ResourceExhausted as i32).to_string();
-        response.headers_mut().insert("grpc-status", exhausted.parse().expect("digits are a valid header"));
+/// tonic's own answers to bad requests use other codes than OTLP asks for: an uncompressed
+/// message over the size limit gets OUT_OF_RANGE (OTLP: RESOURCE_EXHAUSTED) and an undecodable
+/// message INTERNAL (OTLP: INVALID_ARGUMENT). The handler never returns either code itself.
+pub fn otlp_status_codes(mut response: http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body> {
+    let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<i32>().ok());
+    let message = response.headers().get("grpc-message").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    let replacement = match code {
+        Some(c) if c == Code::OutOfRange as i32 => Some(Code::ResourceExhausted),
+        Some(c) if c == Code::Internal as i32 && message.windows(6).any(|w| w == b"decode") => Some(Code::InvalidArgument),
+        _ => None,
+    };
+    if let Some(code) = replacement {
+        let value = (code as i32).to_string().parse().expect("digits are a valid header");
+        response.headers_mut().insert("grpc-status", value);
     }
     response
 }
