@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
+use http_body_util::BodyExt;
 use std::io::Read;
 
 #[derive(Clone)]
@@ -113,22 +114,38 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
 /// The body, gunzipped if needed, refused with 413 once it exceeds `limit` bytes.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
     let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes"));
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
-        if length > limit as u64 {
-            return Err(too_large());
+    // An oversize body is still read (and discarded, up to a cap) so the client gets a clean 413
+    // instead of a connection reset mid-upload.
+    let drain_cap = limit.saturating_mul(4).max(64 * 1024 * 1024);
+    let mut raw = Vec::new();
+    let mut seen = 0usize;
+    let mut over = false;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| (StatusCode::BAD_REQUEST, format!("cannot read request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if !over && raw.len() + data.len() > limit {
+            over = true;
+            raw = Vec::new();
+        }
+        if over {
+            if seen > drain_cap {
+                break;
+            }
+        } else {
+            raw.extend_from_slice(&data);
         }
     }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if is_limit { too_large() } else { (StatusCode::BAD_REQUEST, format!("cannot read request body: {e}")) }
-    })?;
+    if over {
+        return Err(too_large());
+    }
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
     match encoding.to_ascii_lowercase().as_str() {
-        "" | "identity" => Ok(raw.to_vec()),
+        "" | "identity" => Ok(raw),
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
-            let mut decoder = flate2::read::GzDecoder::new(raw.as_ref()).take(limit as u64 + 1);
+            let mut decoder = flate2::read::GzDecoder::new(raw.as_slice()).take(limit as u64 + 1);
             decoder
                 .read_to_end(&mut out)
                 .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
