@@ -177,3 +177,26 @@ async fn a_trace_split_over_requests_and_protocols_is_released_once_and_late_spa
     assert_eq!(metric(&text, "tracetopics_assembler_late_spans_total"), 1.0);
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_endpoints_answer_with_collector_style_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/", sidecar.addresses.health)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.text().await.unwrap().contains("Server available"));
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client.export(request("svc", "s", vec![rich_span(1, 0)])).await.unwrap();
+    let text = metrics_text(sidecar.addresses.metrics).await;
+    for name in [
+        "tracetopics_receiver_accepted_spans_total{transport=\"grpc\"} 1",
+        "tracetopics_exporter_queue_capacity 500000",
+        "tracetopics_assembler_traces_in_flight",
+        "tracetopics_exporter_sent_spans_total",
+        "tracetopics_exporter_queue_size",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    sidecar.shutdown().await;
+}

@@ -187,8 +187,16 @@ impl Config {
         }
 
         let e = &self.exporters.otlp;
-        if let Err(message) = crate::export::target::ExportTarget::from_config(e) {
-            problems.push(problem("exporters.otlp.endpoint", message));
+        match crate::export::target::ExportTarget::from_config(e) {
+            Err(message) => problems.push(problem("exporters.otlp.endpoint", message)),
+            Ok(target) => {
+                if let Some(receiver) = loops_back(&target, protocols) {
+                    problems.push(problem(
+                        "exporters.otlp.endpoint",
+                        format!("points at this sidecar's own receiver ({receiver}); spans would loop forever"),
+                    ));
+                }
+            }
         }
         if e.timeout.get().is_zero() {
             problems.push(problem("exporters.otlp.timeout", "must be greater than 0"));
@@ -236,6 +244,24 @@ impl Config {
         }
         problems
     }
+}
+
+/// The receiver endpoint an exporter target would send straight back into, if any.
+fn loops_back(target: &crate::export::target::ExportTarget, protocols: &crate::receiver::config::ProtocolsConfig) -> Option<String> {
+    let url = match target {
+        crate::export::target::ExportTarget::Grpc(url) | crate::export::target::ExportTarget::Http(url) => url,
+    };
+    let authority = url.trim_start_matches("http://").split('/').next()?;
+    let endpoint: types::Endpoint = authority.parse().ok()?;
+    let local = |host: &str| matches!(host, "localhost" | "127.0.0.1" | "::1" | "0.0.0.0" | "::");
+    let receivers = [
+        protocols.grpc.as_ref().map(|g| &g.endpoint),
+        protocols.http.as_ref().map(|h| &h.endpoint),
+    ];
+    receivers.into_iter().flatten().find_map(|receiver| {
+        let same_host = receiver.host == endpoint.host || (local(&receiver.host) && local(&endpoint.host));
+        (receiver.port != 0 && receiver.port == endpoint.port && same_host).then(|| receiver.to_string())
+    })
 }
 
 /// The YAML path and a readable message for a deserialization error. serde reports an unknown

@@ -32,7 +32,8 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
     /// `grpc`: `host:port` or `http://host:port`. `http`: base URL such as
-    /// `http://collector:4318` (`/v1/traces` is appended). Default `localhost:4317`.
+    /// `http://collector:4318` (`/v1/traces` is appended). Default `localhost:14317` (not 4317,
+    /// which is this sidecar's own receiver).
     /// Only plaintext is supported in this build (`https://` is rejected).
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
@@ -160,7 +161,7 @@ impl Default for BatchConfig {
 }
 
 fn default_endpoint() -> String {
-    "localhost:4317".into()
+    "localhost:14317".into()
 }
 fn default_timeout() -> HumanDuration {
     HumanDuration::from_secs(5)

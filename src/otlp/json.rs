@@ -275,3 +275,7 @@ pub fn export_response(rejected: u64, message: &str) -> Vec<u8> {
 pub fn status_body(code: i32, message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"code": code, "message": message})).unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "json_tests.rs"]
+mod tests;
