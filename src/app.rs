@@ -22,7 +22,11 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("cannot listen on {endpoint} ({what}): {source}")]
-    Bind { what: &'static str, endpoint: String, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        endpoint: String,
+        source: std::io::Error,
+    },
     #[error("exporter: {0}")]
     Exporter(String),
 }
@@ -61,10 +65,17 @@ pub struct ShutdownReport {
     pub spans_left: i64,
 }
 
-async fn bind(what: &'static str, endpoint: &crate::config::types::Endpoint) -> Result<TcpListener, StartError> {
+async fn bind(
+    what: &'static str,
+    endpoint: &crate::config::types::Endpoint,
+) -> Result<TcpListener, StartError> {
     TcpListener::bind(endpoint.address())
         .await
-        .map_err(|source| StartError::Bind { what, endpoint: endpoint.to_string(), source })
+        .map_err(|source| StartError::Bind {
+            what,
+            endpoint: endpoint.to_string(),
+            source,
+        })
 }
 
 async fn until_true(mut flag: watch::Receiver<bool>) {
@@ -76,7 +87,10 @@ impl Sidecar {
         Self::start_with_hook(config, Box::new(PassThrough)).await
     }
 
-    pub async fn start_with_hook(config: Config, hook: Box<dyn TraceHook>) -> Result<RunningSidecar, StartError> {
+    pub async fn start_with_hook(
+        config: Config,
+        hook: Box<dyn TraceHook>,
+    ) -> Result<RunningSidecar, StartError> {
         let metrics = Arc::new(Metrics::new());
         let (db, recovered) = store::open(&config.storage)?;
         if !recovered.pending.is_empty() || recovered.queued_spans > 0 {
@@ -97,11 +111,19 @@ impl Sidecar {
             queue_capacity,
             metrics.clone(),
         );
-        let exporter = Exporter::new(db, config.exporters.otlp.clone(), engine.clone(), metrics.clone())
-            .map_err(StartError::Exporter)?
-            .spawn();
+        let exporter = Exporter::new(
+            db,
+            config.exporters.otlp.clone(),
+            engine.clone(),
+            metrics.clone(),
+        )
+        .map_err(StartError::Exporter)?
+        .spawn();
 
-        let ingest = Ingest { engine: engine.clone(), metrics: metrics.clone() };
+        let ingest = Ingest {
+            engine: engine.clone(),
+            metrics: metrics.clone(),
+        };
         let (stop_receivers, stop_rx) = watch::channel(false);
         let (stop_telemetry, telemetry_rx) = watch::channel(false);
         let mut receivers = Vec::new();
@@ -119,7 +141,10 @@ impl Sidecar {
                 let result = tonic::transport::Server::builder()
                     .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
                     .add_service(service)
-                    .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), stop)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener),
+                        stop,
+                    )
                     .await;
                 if let Err(e) = result {
                     tracing::error!(error = %e, "OTLP/gRPC receiver failed");
@@ -133,10 +158,14 @@ impl Sidecar {
             let listener = bind("OTLP/HTTP receiver", &http.endpoint).await?;
             let addr = listener.local_addr().expect("bound socket has an address");
             http_addr = Some(addr);
-            let router = receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
+            let router =
+                receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
             let stop = until_true(stop_rx.clone());
             receivers.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
                     tracing::error!(error = %e, "OTLP/HTTP receiver failed");
                 }
             }));
@@ -150,7 +179,9 @@ impl Sidecar {
         let router = telemetry::metrics_router(metrics.clone());
         let stop = until_true(telemetry_rx.clone());
         telemetry_tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await;
         }));
         tracing::info!(address = %metrics_addr, "metrics listening on /metrics");
         let listener = bind("health check", &config.health_check.endpoint).await?;
@@ -158,12 +189,19 @@ impl Sidecar {
         let router = telemetry::health_router(healthy.clone());
         let stop = until_true(telemetry_rx);
         telemetry_tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(stop).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await;
         }));
         tracing::info!(address = %health_addr, "health check listening");
 
         Ok(RunningSidecar {
-            addresses: BoundAddresses { grpc: grpc_addr, http: http_addr, metrics: metrics_addr, health: health_addr },
+            addresses: BoundAddresses {
+                grpc: grpc_addr,
+                http: http_addr,
+                metrics: metrics_addr,
+                health: health_addr,
+            },
             metrics,
             healthy,
             stop_receivers,
@@ -192,7 +230,10 @@ impl RunningSidecar {
         let drained = self.exporter.drain(self.shutdown_timeout).await;
         drop(self.engine);
         let joined = tokio::task::spawn_blocking(move || self.engine_thread.join());
-        if tokio::time::timeout(Duration::from_secs(10), joined).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), joined)
+            .await
+            .is_err()
+        {
             tracing::warn!("engine did not stop within 10s");
         }
         let spans_left = self.metrics.exporter_queue_size.get();
@@ -203,8 +244,14 @@ impl RunningSidecar {
         if drained {
             tracing::info!("shutdown complete: queue drained");
         } else {
-            tracing::warn!(spans_left, "shutdown deadline reached; undelivered spans stay in storage for the next start");
+            tracing::warn!(
+                spans_left,
+                "shutdown deadline reached; undelivered spans stay in storage for the next start"
+            );
         }
-        ShutdownReport { drained, spans_left }
+        ShutdownReport {
+            drained,
+            spans_left,
+        }
     }
 }

@@ -9,7 +9,13 @@ use tracetopics::{Config, Sidecar};
 /// forwards every span to your downstream OTLP endpoint through a persistent queue, so it can sit
 /// in an existing pipeline as a loss-free hop.
 #[derive(Parser)]
-#[command(name = "tracetopics", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "tracetopics",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
                 }
             };
             tracetopics::telemetry::init_logs(&config.telemetry.logs);
+            limit_malloc_arenas();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -74,7 +81,11 @@ async fn run(config: Config) -> ExitCode {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "tracetopics started");
     wait_for_signal().await;
     let report = sidecar.shutdown().await;
-    if report.drained { ExitCode::SUCCESS } else { ExitCode::from(3) }
+    if report.drained {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
 }
 
 async fn wait_for_signal() {
@@ -83,5 +94,14 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// glibc gives every thread that allocates its own arena; for a small, steady sidecar that only
+/// fragments memory. Two arenas keep RSS low at no measurable CPU cost.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

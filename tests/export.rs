@@ -6,7 +6,9 @@ mod common;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use common::*;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -20,14 +22,26 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn send_traces(addr: std::net::SocketAddr, traces: u32, spans: u32) {
     let mut client = grpc_client(addr).await;
     for trace in 0..traces {
-        client.export(request("svc", "s", (0..spans).map(|i| rich_span(trace, i)).collect())).await.unwrap();
+        client
+            .export(request(
+                "svc",
+                "s",
+                (0..spans).map(|i| rich_span(trace, i)).collect(),
+            ))
+            .await
+            .unwrap();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_refusing_for_a_while_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(SinkBehaviour { fail_first: 4, code: Code::Unavailable, retry_delay: Some(Duration::from_millis(30)) }).await;
+    let sink = Sink::start(SinkBehaviour {
+        fail_first: 4,
+        code: Code::Unavailable,
+        retry_delay: Some(Duration::from_millis(30)),
+    })
+    .await;
     let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
     send_traces(sidecar.addresses.grpc.unwrap(), 10, 3).await;
     assert_eq!(sink.wait_for_spans(30, WAIT).await, 30);
@@ -63,16 +77,31 @@ async fn a_downstream_that_is_down_then_comes_up_gets_everything() {
 async fn permanent_errors_are_counted_not_retried() {
     for code in [Code::InvalidArgument, Code::ResourceExhausted] {
         let dir = tempfile::tempdir().unwrap();
-        let sink = Sink::start(SinkBehaviour { fail_first: usize::MAX, code, retry_delay: None }).await;
+        let sink = Sink::start(SinkBehaviour {
+            fail_first: usize::MAX,
+            code,
+            retry_delay: None,
+        })
+        .await;
         let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
         send_traces(sidecar.addresses.grpc.unwrap(), 1, 3).await;
         let metrics = sidecar.metrics.clone();
         let report = sidecar.shutdown().await;
-        assert!(report.drained, "{code:?}: a permanent failure is final, not stuck in the queue");
+        assert!(
+            report.drained,
+            "{code:?}: a permanent failure is final, not stuck in the queue"
+        );
         assert_eq!(report.spans_left, 0);
         assert_eq!(sink.attempts(), 1, "{code:?} must not be retried");
         let text = metrics.encode();
-        assert_eq!(metric(&text, "tracetopics_exporter_send_failed_spans_total{reason=\"permanent\"}"), 3.0, "{code:?}");
+        assert_eq!(
+            metric(
+                &text,
+                "tracetopics_exporter_send_failed_spans_total{reason=\"permanent\"}"
+            ),
+            3.0,
+            "{code:?}"
+        );
     }
 }
 
@@ -100,7 +129,9 @@ async fn http_sink_handler(
     }
     let mut raw = Vec::new();
     if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
-        flate2::read::GzDecoder::new(body.as_ref()).read_to_end(&mut raw).unwrap();
+        flate2::read::GzDecoder::new(body.as_ref())
+            .read_to_end(&mut raw)
+            .unwrap();
     } else {
         raw = body.to_vec();
     }
@@ -109,13 +140,22 @@ async fn http_sink_handler(
     sink.requests.lock().unwrap().push((headers, request));
     sink.spans.send_modify(|n| *n += spans);
     out.insert("content-type", "application/x-protobuf".parse().unwrap());
-    (StatusCode::OK, out, ExportTraceServiceResponse::default().encode_to_vec())
+    (
+        StatusCode::OK,
+        out,
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gzip() {
-    let sink = HttpSink { spans: Arc::new(tokio::sync::watch::channel(0).0), ..Default::default() };
-    let router = axum::Router::new().route("/v1/traces", axum::routing::post(http_sink_handler)).with_state(sink.clone());
+    let sink = HttpSink {
+        spans: Arc::new(tokio::sync::watch::channel(0).0),
+        ..Default::default()
+    };
+    let router = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(http_sink_handler))
+        .with_state(sink.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -124,14 +164,27 @@ async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gz
     let mut config = config(dir.path(), addr);
     config.exporters.otlp.protocol = ExportProtocol::Http;
     config.exporters.otlp.endpoint = format!("http://{addr}");
-    config.exporters.otlp.headers.insert("x-api-key".into(), tracetopics::config::types::Secret("k3y".into()));
+    config.exporters.otlp.headers.insert(
+        "x-api-key".into(),
+        tracetopics::config::types::Secret("k3y".into()),
+    );
     let sidecar = Sidecar::start(config).await.unwrap();
     send_traces(sidecar.addresses.grpc.unwrap(), 4, 2).await;
     let mut seen = sink.spans.subscribe();
-    tokio::time::timeout(WAIT, seen.wait_for(|n| *n >= 8)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, seen.wait_for(|n| *n >= 8))
+        .await
+        .unwrap()
+        .unwrap();
     let requests = sink.requests.lock().unwrap().clone();
-    assert!(requests.iter().all(|(h, _)| h["x-api-key"] == "k3y" && h["content-encoding"] == "gzip"));
-    assert_eq!(requests.iter().map(|(_, r)| count_spans(r)).sum::<usize>(), 8);
+    assert!(
+        requests
+            .iter()
+            .all(|(h, _)| h["x-api-key"] == "k3y" && h["content-encoding"] == "gzip")
+    );
+    assert_eq!(
+        requests.iter().map(|(_, r)| count_spans(r)).sum::<usize>(),
+        8
+    );
     assert!(*sink.attempts.lock().unwrap() >= 3);
     sidecar.shutdown().await;
 }

@@ -36,7 +36,11 @@ fn to_otlp_json(request: &ExportTraceServiceRequest) -> Vec<u8> {
         }
     }
     fn attrs(kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Value {
-        Value::Array(kvs.iter().map(|kv| json!({"key": kv.key, "value": any(kv.value.as_ref().unwrap())})).collect())
+        Value::Array(
+            kvs.iter()
+                .map(|kv| json!({"key": kv.key, "value": any(kv.value.as_ref().unwrap())}))
+                .collect(),
+        )
     }
     let resource_spans: Vec<Value> = request.resource_spans.iter().map(|rs| {
         json!({
@@ -87,7 +91,8 @@ async fn spans_from_grpc_and_http_reach_the_sink_exactly_once_and_intact() {
                     client.export(req).await.unwrap();
                 }
                 1 => {
-                    let response = post(http_addr, "application/x-protobuf", req.encode_to_vec()).await;
+                    let response =
+                        post(http_addr, "application/x-protobuf", req.encode_to_vec()).await;
                     assert_eq!(response.status(), 200);
                     assert_eq!(response.headers()["content-type"], "application/x-protobuf");
                 }
@@ -123,17 +128,40 @@ async fn spans_from_grpc_and_http_reach_the_sink_exactly_once_and_intact() {
             .map(|s| s.trace_id.clone())
             .collect();
         for trace in traces_in_request {
-            let spans_here = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).filter(|s| s.trace_id == trace).count();
+            let spans_here = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .filter(|s| s.trace_id == trace)
+                .count();
             assert_eq!(spans_here, 4, "a trace's spans are exported together");
         }
     }
 
     let text = metrics_text(sidecar.addresses.metrics).await;
-    let accepted: f64 = ["grpc", "http"].iter().map(|t| metric(&text, &format!("tracetopics_receiver_accepted_spans_total{{transport=\"{t}\"}}"))).sum();
+    let accepted: f64 = ["grpc", "http"]
+        .iter()
+        .map(|t| {
+            metric(
+                &text,
+                &format!("tracetopics_receiver_accepted_spans_total{{transport=\"{t}\"}}"),
+            )
+        })
+        .sum();
     assert_eq!(accepted, total as f64);
-    assert_eq!(metric(&text, "tracetopics_exporter_sent_spans_total"), total as f64);
+    assert_eq!(
+        metric(&text, "tracetopics_exporter_sent_spans_total"),
+        total as f64
+    );
     assert_eq!(metric(&text, "tracetopics_exporter_queue_size"), 0.0);
-    assert_eq!(metric(&text, "tracetopics_assembler_released_traces_total{reason=\"idle\"}"), f64::from(traces));
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_assembler_released_traces_total{reason=\"idle\"}"
+        ),
+        f64::from(traces)
+    );
     let report = sidecar.shutdown().await;
     assert!(report.drained);
 }
@@ -152,25 +180,54 @@ async fn a_trace_split_over_requests_and_protocols_is_released_once_and_late_spa
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(SinkBehaviour::default()).await;
     let recorder = Recorder::default();
-    let sidecar = Sidecar::start_with_hook(config(dir.path(), sink.addr), Box::new(recorder.clone())).await.unwrap();
+    let sidecar =
+        Sidecar::start_with_hook(config(dir.path(), sink.addr), Box::new(recorder.clone()))
+            .await
+            .unwrap();
     let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
     let http_addr = sidecar.addresses.http.unwrap();
 
-    client.export(request("api", "s", vec![rich_span(1, 1), rich_span(1, 2)])).await.unwrap();
-    post(http_addr, "application/x-protobuf", request("worker", "s", vec![rich_span(1, 3)]).encode_to_vec()).await;
-    post(http_addr, "application/json", to_otlp_json(&request("api", "s", vec![rich_span(1, 0)]))).await;
+    client
+        .export(request("api", "s", vec![rich_span(1, 1), rich_span(1, 2)]))
+        .await
+        .unwrap();
+    post(
+        http_addr,
+        "application/x-protobuf",
+        request("worker", "s", vec![rich_span(1, 3)]).encode_to_vec(),
+    )
+    .await;
+    post(
+        http_addr,
+        "application/json",
+        to_otlp_json(&request("api", "s", vec![rich_span(1, 0)])),
+    )
+    .await;
     assert_eq!(sink.wait_for_spans(4, WAIT).await, 4);
     {
         let released = recorder.0.lock().unwrap();
         assert_eq!(released.len(), 1, "one trace, released once");
         assert_eq!(released[0].spans, 4);
-        let decoded = opentelemetry_proto::tonic::trace::v1::TracesData::decode(released[0].payload.as_slice()).unwrap();
-        let services: HashSet<_> = decoded.resource_spans.iter().map(|r| service_name(r.resource.as_ref().unwrap())).collect();
-        assert_eq!(services, HashSet::from(["api".to_string(), "worker".to_string()]));
+        let decoded = opentelemetry_proto::tonic::trace::v1::TracesData::decode(
+            released[0].payload.as_slice(),
+        )
+        .unwrap();
+        let services: HashSet<_> = decoded
+            .resource_spans
+            .iter()
+            .map(|r| service_name(r.resource.as_ref().unwrap()))
+            .collect();
+        assert_eq!(
+            services,
+            HashSet::from(["api".to_string(), "worker".to_string()])
+        );
     }
 
     // A span of the released trace goes straight out, without a second release.
-    client.export(request("api", "s", vec![rich_span(1, 9)])).await.unwrap();
+    client
+        .export(request("api", "s", vec![rich_span(1, 9)]))
+        .await
+        .unwrap();
     assert_eq!(sink.wait_for_spans(5, WAIT).await, 5);
     assert_eq!(recorder.0.lock().unwrap().len(), 1);
     let text = metrics_text(sidecar.addresses.metrics).await;
@@ -183,11 +240,16 @@ async fn health_and_metrics_endpoints_answer_with_collector_style_names() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(SinkBehaviour::default()).await;
     let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
-    let health = reqwest::get(format!("http://{}/", sidecar.addresses.health)).await.unwrap();
+    let health = reqwest::get(format!("http://{}/", sidecar.addresses.health))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.text().await.unwrap().contains("Server available"));
     let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
-    client.export(request("svc", "s", vec![rich_span(1, 0)])).await.unwrap();
+    client
+        .export(request("svc", "s", vec![rich_span(1, 0)]))
+        .await
+        .unwrap();
     let text = metrics_text(sidecar.addresses.metrics).await;
     for name in [
         "tracetopics_receiver_accepted_spans_total{transport=\"grpc\"} 1",

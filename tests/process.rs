@@ -58,8 +58,14 @@ fn start(config: &std::path::Path, sink: SocketAddr) -> Running {
             eprintln!("[sidecar] {line}");
         }
     });
-    let grpc = rx.recv_timeout(WAIT).expect("the sidecar logs its gRPC address");
-    Running { child, grpc, _log: log }
+    let grpc = rx
+        .recv_timeout(WAIT)
+        .expect("the sidecar logs its gRPC address");
+    Running {
+        child,
+        grpc,
+        _log: log,
+    }
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -85,12 +91,21 @@ async fn sigterm_releases_buffered_traces_and_drains_before_exit() {
     let mut sidecar = start(&config, sink.addr);
     let mut client = grpc_client(sidecar.grpc).await;
     for trace in 0..10 {
-        client.export(request("svc", "s", vec![rich_span(trace, 0), rich_span(trace, 1)])).await.unwrap();
+        client
+            .export(request(
+                "svc",
+                "s",
+                vec![rich_span(trace, 0), rich_span(trace, 1)],
+            ))
+            .await
+            .unwrap();
     }
     // idle_wait is an hour: nothing leaves unless shutdown flushes it.
     assert_eq!(sink.wait_for_spans(1, Duration::from_millis(300)).await, 0);
     signal(&sidecar.child, libc::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut sidecar.child)).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut sidecar.child))
+        .await
+        .unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(sink.wait_for_spans(20, WAIT).await, 20);
 }
@@ -119,10 +134,19 @@ async fn after_kill_9_and_a_restart_every_acknowledged_span_is_delivered() {
     let sink = Sink::start_on(sink_addr, SinkBehaviour::default()).await;
     let mut second = start(&config, sink_addr);
     assert!(sink.wait_for_spans(expected.len(), WAIT).await >= expected.len());
-    let delivered: std::collections::HashSet<_> = sink.spans().into_iter().map(|(_, _, s)| s.span_id).collect();
-    assert_eq!(delivered, expected, "every acknowledged span arrives after the restart");
+    let delivered: std::collections::HashSet<_> = sink
+        .spans()
+        .into_iter()
+        .map(|(_, _, s)| s.span_id)
+        .collect();
+    assert_eq!(
+        delivered, expected,
+        "every acknowledged span arrives after the restart"
+    );
     signal(&second.child, libc::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut second.child)).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut second.child))
+        .await
+        .unwrap();
     assert!(status.success());
 }
 
@@ -135,23 +159,48 @@ fn validate_lists_every_problem_and_exits_non_zero() {
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: nowhere\nassembler:\n  idle_wait: 5 minutes please\nexporters:\n  otlp:\n    endpoint: ${env:TRACETOPICS_TEST_UNSET}\nsurprise: 1\n",
     )
     .unwrap();
-    let output = Command::new(BIN).args(["validate", "--config"]).arg(&bad).env_remove("TRACETOPICS_TEST_UNSET").output().unwrap();
+    let output = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .env_remove("TRACETOPICS_TEST_UNSET")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TRACETOPICS_TEST_UNSET"), "{stderr}");
 
-    let output = Command::new(BIN).args(["validate", "--config"]).arg(&bad).env("TRACETOPICS_TEST_UNSET", "localhost:4317").output().unwrap();
+    let output = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .env("TRACETOPICS_TEST_UNSET", "localhost:4317")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for path in ["receivers.otlp.protocols.grpc.endpoint", "assembler.idle_wait", "surprise"] {
+    for path in [
+        "receivers.otlp.protocols.grpc.endpoint",
+        "assembler.idle_wait",
+        "surprise",
+    ] {
         assert!(stderr.contains(path), "missing {path}: {stderr}");
     }
 
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml");
-    let output = Command::new(BIN).args(["validate", "--config", example]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(BIN)
+        .args(["validate", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
-    let output = Command::new(BIN).args(["validate", "--config"]).arg(dir.path().join("missing.yaml")).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
 }
@@ -159,7 +208,10 @@ fn validate_lists_every_problem_and_exits_non_zero() {
 #[test]
 fn version_and_help_read_well() {
     let version = Command::new(BIN).arg("--version").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("tracetopics {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("tracetopics {}", env!("CARGO_PKG_VERSION"))
+    );
     let help = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
     for word in ["run", "validate", "OTLP"] {

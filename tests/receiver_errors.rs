@@ -14,13 +14,25 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn big_request(bytes: usize) -> Vec<u8> {
     let mut span = rich_span(1, 0);
-    span.attributes.push(string_attr("blob", &"a".repeat(bytes)));
+    span.attributes
+        .push(string_attr("blob", &"a".repeat(bytes)));
     request("svc", "s", vec![span]).encode_to_vec()
 }
 
-async fn post(addr: std::net::SocketAddr, content_type: &str, gzip_body: bool, body: Vec<u8>) -> reqwest::Response {
-    let mut builder = reqwest::Client::new().post(format!("http://{addr}/v1/traces")).header("content-type", content_type);
-    builder = if gzip_body { builder.header("content-encoding", "gzip").body(gzip(&body)) } else { builder.body(body) };
+async fn post(
+    addr: std::net::SocketAddr,
+    content_type: &str,
+    gzip_body: bool,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut builder = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/traces"))
+        .header("content-type", content_type);
+    builder = if gzip_body {
+        builder.header("content-encoding", "gzip").body(gzip(&body))
+    } else {
+        builder.body(body)
+    };
     builder.send().await.unwrap()
 }
 
@@ -29,8 +41,22 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(SinkBehaviour::default()).await;
     let mut config = config(dir.path(), sink.addr);
-    config.receivers.otlp.protocols.grpc.as_mut().unwrap().max_recv_msg_size_mib = 1;
-    config.receivers.otlp.protocols.http.as_mut().unwrap().max_request_body_size = 1024 * 1024;
+    config
+        .receivers
+        .otlp
+        .protocols
+        .grpc
+        .as_mut()
+        .unwrap()
+        .max_recv_msg_size_mib = 1;
+    config
+        .receivers
+        .otlp
+        .protocols
+        .http
+        .as_mut()
+        .unwrap()
+        .max_request_body_size = 1024 * 1024;
     let sidecar = Sidecar::start(config).await.unwrap();
     let grpc = sidecar.addresses.grpc.unwrap();
     let http = sidecar.addresses.http.unwrap();
@@ -43,28 +69,64 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
     let zipped = grpc_raw_export(grpc, big.clone(), true).await.unwrap_err();
     assert_eq!(zipped.code(), Code::ResourceExhausted, "{zipped:?}");
     // gRPC: undecodable protobuf.
-    let garbage = grpc_raw_export(grpc, vec![0xff, 0xff, 0xff, 0x01, 0x02], false).await.unwrap_err();
+    let garbage = grpc_raw_export(grpc, vec![0xff, 0xff, 0xff, 0x01, 0x02], false)
+        .await
+        .unwrap_err();
     assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
 
     // HTTP: over the limit, plain and as a gzip bomb.
-    assert_eq!(post(http, "application/x-protobuf", false, big.clone()).await.status(), 413);
+    assert_eq!(
+        post(http, "application/x-protobuf", false, big.clone())
+            .await
+            .status(),
+        413
+    );
     assert!(gzip(&big).len() < 64 * 1024);
-    assert_eq!(post(http, "application/x-protobuf", true, big).await.status(), 413);
+    assert_eq!(
+        post(http, "application/x-protobuf", true, big)
+            .await
+            .status(),
+        413
+    );
     // HTTP: undecodable protobuf and JSON, answered in the request's encoding.
-    let response = post(http, "application/x-protobuf", false, vec![0xff, 0xff, 0xff]).await;
+    let response = post(
+        http,
+        "application/x-protobuf",
+        false,
+        vec![0xff, 0xff, 0xff],
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["content-type"], "application/x-protobuf");
-    let status = tracetopics::otlp::status::Status::decode(response.bytes().await.unwrap()).unwrap();
+    let status =
+        tracetopics::otlp::status::Status::decode(response.bytes().await.unwrap()).unwrap();
     assert_eq!(status.code, Code::InvalidArgument as i32);
-    let response = post(http, "application/json", false, b"{\"resourceSpans\": [".to_vec()).await;
+    let response = post(
+        http,
+        "application/json",
+        false,
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["code"], 3);
-    let response = post(http, "application/json", false, br#"{"resourceSpans": {"not": "an array"}}"#.to_vec()).await;
+    let response = post(
+        http,
+        "application/json",
+        false,
+        br#"{"resourceSpans": {"not": "an array"}}"#.to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     // Bad gzip and a content type OTLP does not define.
-    assert_eq!(post(http, "application/x-protobuf", false, b"nope".to_vec()).await.status(), 400);
+    assert_eq!(
+        post(http, "application/x-protobuf", false, b"nope".to_vec())
+            .await
+            .status(),
+        400
+    );
     let response = reqwest::Client::new()
         .post(format!("http://{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")
@@ -74,15 +136,31 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(post(http, "text/plain", false, b"hi".to_vec()).await.status(), 415);
+    assert_eq!(
+        post(http, "text/plain", false, b"hi".to_vec())
+            .await
+            .status(),
+        415
+    );
 
     // A small gzip request still goes through.
     let ok = request("svc", "s", vec![rich_span(5, 0)]).encode_to_vec();
-    assert_eq!(post(http, "application/x-protobuf", true, ok).await.status(), 200);
+    assert_eq!(
+        post(http, "application/x-protobuf", true, ok)
+            .await
+            .status(),
+        200
+    );
     assert_eq!(sink.wait_for_spans(1, WAIT).await, 1);
 
     let text = metrics_text(sidecar.addresses.metrics).await;
-    assert!(metric(&text, "tracetopics_receiver_failed_requests_total{transport=\"http\"}") >= 6.0, "{text}");
+    assert!(
+        metric(
+            &text,
+            "tracetopics_receiver_failed_requests_total{transport=\"http\"}"
+        ) >= 6.0,
+        "{text}"
+    );
     sidecar.shutdown().await;
 }
 
@@ -102,7 +180,11 @@ async fn individually_invalid_spans_are_rejected_through_partial_success() {
     let response = client.export(req.clone()).await.unwrap().into_inner();
     let partial = response.partial_success.expect("partial success");
     assert_eq!(partial.rejected_spans, 2);
-    assert!(partial.error_message.contains("trace id"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("trace id"),
+        "{}",
+        partial.error_message
+    );
 
     let response = post(http, "application/x-protobuf", false, req.encode_to_vec()).await;
     assert_eq!(response.status(), 200);
@@ -119,13 +201,23 @@ async fn individually_invalid_spans_are_rejected_through_partial_success() {
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
 
     // Full success leaves partial_success unset.
-    let response = client.export(request("svc", "s", vec![rich_span(2, 0)])).await.unwrap().into_inner();
+    let response = client
+        .export(request("svc", "s", vec![rich_span(2, 0)]))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(response.partial_success, None);
 
     // The valid spans all arrive: 1 + 1 (gRPC, HTTP: same span twice, different requests) + 1 + 1.
     assert_eq!(sink.wait_for_spans(4, WAIT).await, 4);
     let text = metrics_text(sidecar.addresses.metrics).await;
-    assert_eq!(metric(&text, "tracetopics_receiver_rejected_spans_total{transport=\"http\"}"), 3.0);
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_receiver_rejected_spans_total{transport=\"http\"}"
+        ),
+        3.0
+    );
     sidecar.shutdown().await;
 }
 
@@ -140,21 +232,61 @@ async fn a_full_buffer_pushes_back_with_retryable_errors_and_drops_nothing() {
     let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
     let http = sidecar.addresses.http.unwrap();
 
-    client.export(request("svc", "s", vec![rich_span(1, 0)])).await.unwrap();
-    client.export(request("svc", "s", vec![rich_span(2, 0)])).await.unwrap();
+    client
+        .export(request("svc", "s", vec![rich_span(1, 0)]))
+        .await
+        .unwrap();
+    client
+        .export(request("svc", "s", vec![rich_span(2, 0)]))
+        .await
+        .unwrap();
     // A span of a buffered trace still fits.
-    client.export(request("svc", "s", vec![rich_span(2, 1)])).await.unwrap();
+    client
+        .export(request("svc", "s", vec![rich_span(2, 1)]))
+        .await
+        .unwrap();
 
-    let refused = client.export(request("svc", "s", vec![rich_span(3, 0)])).await.unwrap_err();
+    let refused = client
+        .export(request("svc", "s", vec![rich_span(3, 0)]))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable);
-    assert!(tracetopics::otlp::status::grpc_retry_delay(&refused).is_some(), "RetryInfo attached");
-    let response = post(http, "application/x-protobuf", false, request("svc", "s", vec![rich_span(4, 0)]).encode_to_vec()).await;
+    assert!(
+        tracetopics::otlp::status::grpc_retry_delay(&refused).is_some(),
+        "RetryInfo attached"
+    );
+    let response = post(
+        http,
+        "application/x-protobuf",
+        false,
+        request("svc", "s", vec![rich_span(4, 0)]).encode_to_vec(),
+    )
+    .await;
     assert_eq!(response.status(), 503);
-    assert!(response.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
 
     let text = metrics_text(sidecar.addresses.metrics).await;
-    assert_eq!(metric(&text, "tracetopics_receiver_refused_spans_total{transport=\"grpc\"}"), 1.0);
-    assert_eq!(metric(&text, "tracetopics_receiver_refused_spans_total{transport=\"http\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_receiver_refused_spans_total{transport=\"grpc\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_receiver_refused_spans_total{transport=\"http\"}"
+        ),
+        1.0
+    );
     assert_eq!(metric(&text, "tracetopics_assembler_traces_in_flight"), 2.0);
 
     // Shutdown releases the buffered traces: every accepted span arrives.
@@ -167,15 +299,24 @@ async fn a_full_buffer_pushes_back_with_retryable_errors_and_drops_nothing() {
 async fn a_full_sending_queue_pushes_back_too() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens downstream: spans stay queued.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut config = config(dir.path(), closed);
     config.exporters.otlp.sending_queue.queue_size = 3;
     config.service.shutdown_timeout = tracetopics::config::types::HumanDuration::from_millis(300);
     config.assembler.idle_wait = tracetopics::config::types::HumanDuration::from_millis(10);
     let sidecar = Sidecar::start(config).await.unwrap();
     let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
-    client.export(request("svc", "s", vec![rich_span(1, 0), rich_span(1, 1)])).await.unwrap();
-    let refused = client.export(request("svc", "s", vec![rich_span(2, 0), rich_span(2, 1)])).await.unwrap_err();
+    client
+        .export(request("svc", "s", vec![rich_span(1, 0), rich_span(1, 1)]))
+        .await
+        .unwrap();
+    let refused = client
+        .export(request("svc", "s", vec![rich_span(2, 0), rich_span(2, 1)]))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable);
     assert!(refused.message().contains("queue"), "{}", refused.message());
     let report = sidecar.shutdown().await;

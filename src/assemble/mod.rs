@@ -171,14 +171,24 @@ impl Assembler {
     pub fn release_all(&mut self) -> Vec<ReleasedTrace> {
         let ids: Vec<TraceId> = self.deadlines.iter().map(|(_, id)| *id).collect();
         self.deadlines.clear();
-        ids.into_iter().map(|id| self.take(id, Some(ReleaseReason::Shutdown))).collect()
+        ids.into_iter()
+            .map(|id| self.take(id, Some(ReleaseReason::Shutdown)))
+            .collect()
     }
 
     fn take(&mut self, trace_id: TraceId, reason: Option<ReleaseReason>) -> ReleasedTrace {
-        let trace = self.traces.remove(&trace_id).expect("deadline entries track buffered traces");
+        let trace = self
+            .traces
+            .remove(&trace_id)
+            .expect("deadline entries track buffered traces");
         self.buffered_spans -= trace.spans;
         self.remember_released(trace_id);
-        ReleasedTrace { trace_id, keys: trace.keys, spans: trace.spans, reason: reason.unwrap_or(trace.reason) }
+        ReleasedTrace {
+            trace_id,
+            keys: trace.keys,
+            spans: trace.spans,
+            reason: reason.unwrap_or(trace.reason),
+        }
     }
 
     fn remember_released(&mut self, trace_id: TraceId) {
@@ -200,7 +210,10 @@ fn deadline_of(config: &AssemblerConfig, trace: &Buffered) -> (Instant, ReleaseR
     if trace.spans >= config.max_spans_per_trace as u64 {
         return (trace.last_seen, ReleaseReason::MaxSpans);
     }
-    let mut best = (trace.last_seen + config.idle_wait.get(), ReleaseReason::Idle);
+    let mut best = (
+        trace.last_seen + config.idle_wait.get(),
+        ReleaseReason::Idle,
+    );
     if let (Some(root), Some(wait)) = (trace.root_seen, config.wait_after_root) {
         let after_root = root + wait.get();
         if after_root < best.0 {

@@ -23,7 +23,11 @@ pub fn expand(
         expand_line(code, index + 1, &lookup, &mut out, &mut unset);
         out.push_str(comment);
     }
-    if unset.is_empty() { Ok(out) } else { Err(unset) }
+    if unset.is_empty() {
+        Ok(out)
+    } else {
+        Err(unset)
+    }
 }
 
 /// Byte offset of a YAML comment (`#` at the start or after whitespace, outside quotes).
@@ -87,7 +91,10 @@ fn expand_line(
         match (lookup(name), default) {
             (Some(value), _) => out.push_str(&value),
             (None, Some(default)) => out.push_str(default),
-            (None, None) => unset.push(UnsetVariable { name: name.to_string(), line }),
+            (None, None) => unset.push(UnsetVariable {
+                name: name.to_string(),
+                line,
+            }),
         }
     }
     out.push_str(rest);
@@ -126,19 +133,31 @@ mod tests {
         assert_eq!(
             err,
             vec![
-                UnsetVariable { name: "NOPE".into(), line: 2 },
-                UnsetVariable { name: "ALSO_NOPE".into(), line: 3 }
+                UnsetVariable {
+                    name: "NOPE".into(),
+                    line: 2
+                },
+                UnsetVariable {
+                    name: "ALSO_NOPE".into(),
+                    line: 3
+                }
             ]
         );
     }
 
     #[test]
     fn comments_are_not_expanded() {
-        assert_eq!(expand("a: 1 # ${env:NOPE}\n# ${NOPE}\nb: \"x#${TOKEN}\"", env).unwrap(), "a: 1 # ${env:NOPE}\n# ${NOPE}\nb: \"x#s3cr3t\"");
+        assert_eq!(
+            expand("a: 1 # ${env:NOPE}\n# ${NOPE}\nb: \"x#${TOKEN}\"", env).unwrap(),
+            "a: 1 # ${env:NOPE}\n# ${NOPE}\nb: \"x#s3cr3t\""
+        );
     }
 
     #[test]
     fn leaves_lone_dollars_and_foreign_providers_alone() {
-        assert_eq!(expand("p: a$b ${file:/x}", env).unwrap(), "p: a$b ${file:/x}");
+        assert_eq!(
+            expand("p: a$b ${file:/x}", env).unwrap(),
+            "p: a$b ${file:/x}"
+        );
     }
 }

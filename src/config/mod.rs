@@ -56,7 +56,11 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let count = self.problems.len();
-        writeln!(f, "invalid configuration ({count} problem{}):", if count == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({count} problem{}):",
+            if count == 1 { "" } else { "s" }
+        )?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -67,14 +71,20 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem { path: path.into(), message: message.into() }
+    Problem {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 impl Config {
     /// Reads, expands (`${env:VAR}` from the process environment) and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![problem("<file>", format!("cannot read {}: {e}", path.display()))],
+            problems: vec![problem(
+                "<file>",
+                format!("cannot read {}: {e}", path.display()),
+            )],
         })?;
         Self::parse(&text, |name| std::env::var(name).ok())
     }
@@ -119,7 +129,11 @@ impl Config {
                     let (path, message) = describe(&err);
                     let removable = !path.is_empty() && remove_path(&mut value, &path);
                     problems.push(problem(
-                        if path.is_empty() { ".".to_string() } else { path.join(".") },
+                        if path.is_empty() {
+                            ".".to_string()
+                        } else {
+                            path.join(".")
+                        },
                         message,
                     ));
                     if !removable || problems.len() >= 100 {
@@ -142,16 +156,25 @@ impl Config {
         let mut problems = Vec::new();
         let protocols = &self.receivers.otlp.protocols;
         if protocols.grpc.is_none() && protocols.http.is_none() {
-            problems.push(problem("receivers.otlp.protocols", "enable at least one of `grpc` or `http`"));
+            problems.push(problem(
+                "receivers.otlp.protocols",
+                "enable at least one of `grpc` or `http`",
+            ));
         }
         if let Some(grpc) = &protocols.grpc {
             if grpc.max_recv_msg_size_mib == 0 {
-                problems.push(problem("receivers.otlp.protocols.grpc.max_recv_msg_size_mib", "must be at least 1"));
+                problems.push(problem(
+                    "receivers.otlp.protocols.grpc.max_recv_msg_size_mib",
+                    "must be at least 1",
+                ));
             }
         }
         if let Some(http) = &protocols.http {
             if http.max_request_body_size == 0 {
-                problems.push(problem("receivers.otlp.protocols.http.max_request_body_size", "must be at least 1"));
+                problems.push(problem(
+                    "receivers.otlp.protocols.http.max_request_body_size",
+                    "must be at least 1",
+                ));
             }
         }
         let mut listeners = Vec::new();
@@ -161,14 +184,23 @@ impl Config {
         if let Some(http) = &protocols.http {
             listeners.push(("receivers.otlp.protocols.http.endpoint", &http.endpoint));
         }
-        listeners.push(("telemetry.metrics.endpoint", &self.telemetry.metrics.endpoint));
+        listeners.push((
+            "telemetry.metrics.endpoint",
+            &self.telemetry.metrics.endpoint,
+        ));
         listeners.push(("health_check.endpoint", &self.health_check.endpoint));
         for (i, (path, endpoint)) in listeners.iter().enumerate() {
             if endpoint.port == 0 {
                 continue;
             }
-            if let Some((other, _)) = listeners[..i].iter().find(|(_, e)| e.port == endpoint.port && e.host == endpoint.host) {
-                problems.push(problem(*path, format!("`{endpoint}` is already used by {other}")));
+            if let Some((other, _)) = listeners[..i]
+                .iter()
+                .find(|(_, e)| e.port == endpoint.port && e.host == endpoint.host)
+            {
+                problems.push(problem(
+                    *path,
+                    format!("`{endpoint}` is already used by {other}"),
+                ));
             }
         }
 
@@ -183,7 +215,10 @@ impl Config {
             problems.push(problem("assembler.max_traces", "must be at least 1"));
         }
         if a.max_spans_per_trace == 0 {
-            problems.push(problem("assembler.max_spans_per_trace", "must be at least 1"));
+            problems.push(problem(
+                "assembler.max_spans_per_trace",
+                "must be at least 1",
+            ));
         }
 
         let e = &self.exporters.otlp;
@@ -203,53 +238,93 @@ impl Config {
         }
         for (name, value) in &e.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                problems.push(problem(format!("exporters.otlp.headers.{name}"), "not a valid header name"));
+                problems.push(problem(
+                    format!("exporters.otlp.headers.{name}"),
+                    "not a valid header name",
+                ));
             }
             // The value is a secret more often than not: say what is wrong, never what it is.
             if http::HeaderValue::from_str(value.expose()).is_err() {
-                problems.push(problem(format!("exporters.otlp.headers.{name}"), "value contains characters not allowed in a header"));
+                problems.push(problem(
+                    format!("exporters.otlp.headers.{name}"),
+                    "value contains characters not allowed in a header",
+                ));
             }
         }
         let r = &e.retry_on_failure;
         if r.multiplier < 1.0 {
-            problems.push(problem("exporters.otlp.retry_on_failure.multiplier", "must be at least 1.0"));
+            problems.push(problem(
+                "exporters.otlp.retry_on_failure.multiplier",
+                "must be at least 1.0",
+            ));
         }
         if !(0.0..1.0).contains(&r.randomization_factor) {
-            problems.push(problem("exporters.otlp.retry_on_failure.randomization_factor", "must be in [0, 1)"));
+            problems.push(problem(
+                "exporters.otlp.retry_on_failure.randomization_factor",
+                "must be in [0, 1)",
+            ));
         }
         if r.initial_interval.get().is_zero() {
-            problems.push(problem("exporters.otlp.retry_on_failure.initial_interval", "must be greater than 0"));
+            problems.push(problem(
+                "exporters.otlp.retry_on_failure.initial_interval",
+                "must be greater than 0",
+            ));
         }
         if r.max_interval < r.initial_interval {
-            problems.push(problem("exporters.otlp.retry_on_failure.max_interval", "must be at least initial_interval"));
+            problems.push(problem(
+                "exporters.otlp.retry_on_failure.max_interval",
+                "must be at least initial_interval",
+            ));
         }
         let q = &e.sending_queue;
         if q.num_consumers == 0 {
-            problems.push(problem("exporters.otlp.sending_queue.num_consumers", "must be at least 1"));
+            problems.push(problem(
+                "exporters.otlp.sending_queue.num_consumers",
+                "must be at least 1",
+            ));
         }
         if q.queue_size == 0 {
-            problems.push(problem("exporters.otlp.sending_queue.queue_size", "must be at least 1"));
+            problems.push(problem(
+                "exporters.otlp.sending_queue.queue_size",
+                "must be at least 1",
+            ));
         }
         if e.batch.send_batch_size == 0 {
-            problems.push(problem("exporters.otlp.batch.send_batch_size", "must be at least 1"));
+            problems.push(problem(
+                "exporters.otlp.batch.send_batch_size",
+                "must be at least 1",
+            ));
         }
         if e.batch.send_batch_max_bytes < 1024 {
-            problems.push(problem("exporters.otlp.batch.send_batch_max_bytes", "must be at least 1024"));
+            problems.push(problem(
+                "exporters.otlp.batch.send_batch_max_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.storage.path.as_os_str().is_empty() {
             problems.push(problem("storage.path", "must not be empty"));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.logs.level).is_err() {
-            problems.push(problem("telemetry.logs.level", format!("`{}` is not a log level or filter (try `info` or `debug`)", self.telemetry.logs.level)));
+            problems.push(problem(
+                "telemetry.logs.level",
+                format!(
+                    "`{}` is not a log level or filter (try `info` or `debug`)",
+                    self.telemetry.logs.level
+                ),
+            ));
         }
         problems
     }
 }
 
 /// The receiver endpoint an exporter target would send straight back into, if any.
-fn loops_back(target: &crate::export::target::ExportTarget, protocols: &crate::receiver::config::ProtocolsConfig) -> Option<String> {
+fn loops_back(
+    target: &crate::export::target::ExportTarget,
+    protocols: &crate::receiver::config::ProtocolsConfig,
+) -> Option<String> {
     let url = match target {
-        crate::export::target::ExportTarget::Grpc(url) | crate::export::target::ExportTarget::Http(url) => url,
+        crate::export::target::ExportTarget::Grpc(url)
+        | crate::export::target::ExportTarget::Http(url) => url,
     };
     let authority = url.trim_start_matches("http://").split('/').next()?;
     let endpoint: types::Endpoint = authority.parse().ok()?;
@@ -259,8 +334,10 @@ fn loops_back(target: &crate::export::target::ExportTarget, protocols: &crate::r
         protocols.http.as_ref().map(|h| &h.endpoint),
     ];
     receivers.into_iter().flatten().find_map(|receiver| {
-        let same_host = receiver.host == endpoint.host || (local(&receiver.host) && local(&endpoint.host));
-        (receiver.port != 0 && receiver.port == endpoint.port && same_host).then(|| receiver.to_string())
+        let same_host =
+            receiver.host == endpoint.host || (local(&receiver.host) && local(&endpoint.host));
+        (receiver.port != 0 && receiver.port == endpoint.port && same_host)
+            .then(|| receiver.to_string())
     })
 }
 
@@ -278,7 +355,11 @@ fn describe(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> (Vec<Stri
         })
         .collect();
     let message = err.inner().to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_string();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some(key) = rest.split('`').next() {
             if path.last().map(String::as_str) != Some(key) {
@@ -290,7 +371,9 @@ fn describe(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> (Vec<Stri
 }
 
 fn remove_path(value: &mut serde_yaml_ng::Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut node = value;
     for key in parents {
         node = match node {
@@ -298,10 +381,12 @@ fn remove_path(value: &mut serde_yaml_ng::Value, path: &[String]) -> bool {
                 Some(child) => child,
                 None => return false,
             },
-            serde_yaml_ng::Value::Sequence(seq) => match key.parse::<usize>().ok().and_then(|i| seq.get_mut(i)) {
-                Some(child) => child,
-                None => return false,
-            },
+            serde_yaml_ng::Value::Sequence(seq) => {
+                match key.parse::<usize>().ok().and_then(|i| seq.get_mut(i)) {
+                    Some(child) => child,
+                    None => return false,
+                }
+            }
             _ => return false,
         };
     }

@@ -6,7 +6,9 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 fn problems(text: &str) -> Vec<Problem> {
-    Config::parse(text, no_env).expect_err("config should be rejected").problems
+    Config::parse(text, no_env)
+        .expect_err("config should be rejected")
+        .problems
 }
 
 fn paths(text: &str) -> Vec<String> {
@@ -21,29 +23,56 @@ fn the_example_config_parses_and_matches_the_defaults() {
     let grpc = config.receivers.otlp.protocols.grpc.as_ref().unwrap();
     assert_eq!(grpc.endpoint.address(), "localhost:4317");
     assert_eq!(grpc.max_recv_msg_size_mib, 4);
-    assert_eq!(config.receivers.otlp.protocols.http.as_ref().unwrap().endpoint.address(), "localhost:4318");
+    assert_eq!(
+        config
+            .receivers
+            .otlp
+            .protocols
+            .http
+            .as_ref()
+            .unwrap()
+            .endpoint
+            .address(),
+        "localhost:4318"
+    );
     assert_eq!(config.assembler.idle_wait.get(), Duration::from_secs(30));
     assert_eq!(config.assembler.max_traces, defaults.assembler.max_traces);
-    assert_eq!(config.exporters.otlp.batch.timeout, defaults.exporters.otlp.batch.timeout);
-    assert_eq!(config.exporters.otlp.sending_queue.queue_size, defaults.exporters.otlp.sending_queue.queue_size);
-    assert_eq!(config.telemetry.metrics.endpoint.address(), "localhost:8888");
+    assert_eq!(
+        config.exporters.otlp.batch.timeout,
+        defaults.exporters.otlp.batch.timeout
+    );
+    assert_eq!(
+        config.exporters.otlp.sending_queue.queue_size,
+        defaults.exporters.otlp.sending_queue.queue_size
+    );
+    assert_eq!(
+        config.telemetry.metrics.endpoint.address(),
+        "localhost:8888"
+    );
     assert_eq!(config.health_check.endpoint.address(), "localhost:13133");
     // Serializing the parsed example must give back the defaults for everything it documents.
     let mut expected = serde_yaml_ng::to_value(&defaults).unwrap();
     let mut actual = serde_yaml_ng::to_value(&config).unwrap();
-    assert_eq!(actual, expected, "config.example.yaml drifted from the defaults");
+    assert_eq!(
+        actual, expected,
+        "config.example.yaml drifted from the defaults"
+    );
 }
 
 #[test]
 fn an_empty_file_gives_the_defaults() {
     let config = Config::parse("", no_env).unwrap();
-    assert!(config.receivers.otlp.protocols.grpc.is_some() && config.receivers.otlp.protocols.http.is_some());
+    assert!(
+        config.receivers.otlp.protocols.grpc.is_some()
+            && config.receivers.otlp.protocols.http.is_some()
+    );
     assert_eq!(config.assembler.idle_wait.get(), Duration::from_secs(30));
 }
 
 #[test]
 fn an_empty_protocol_block_enables_it_and_a_missing_one_disables_it() {
-    let config = Config::parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n", no_env).unwrap();
+    let config =
+        Config::parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n", no_env).unwrap();
     assert!(config.receivers.otlp.protocols.grpc.is_some());
     assert!(config.receivers.otlp.protocols.http.is_none());
 }
@@ -79,13 +108,27 @@ extra_section: {}
         "exporters.otlp.timeout",
         "extra_section",
     ] {
-        assert!(found.iter().any(|p| p == expected), "missing {expected} in {found:?}");
+        assert!(
+            found.iter().any(|p| p == expected),
+            "missing {expected} in {found:?}"
+        );
     }
     let all = problems(text);
-    let endpoint = all.iter().find(|p| p.path == "receivers.otlp.protocols.grpc.endpoint").unwrap();
-    assert!(endpoint.message.contains("host:port"), "{}", endpoint.message);
+    let endpoint = all
+        .iter()
+        .find(|p| p.path == "receivers.otlp.protocols.grpc.endpoint")
+        .unwrap();
+    assert!(
+        endpoint.message.contains("host:port"),
+        "{}",
+        endpoint.message
+    );
     let unknown = all.iter().find(|p| p.path == "extra_section").unwrap();
-    assert!(unknown.message.contains("unknown field"), "{}", unknown.message);
+    assert!(
+        unknown.message.contains("unknown field"),
+        "{}",
+        unknown.message
+    );
 }
 
 #[test]
@@ -112,7 +155,10 @@ telemetry:
         "exporters.otlp.headers.bad header",
         "telemetry.metrics.endpoint",
     ] {
-        assert!(found.iter().any(|p| p == expected), "missing {expected} in {found:?}");
+        assert!(
+            found.iter().any(|p| p == expected),
+            "missing {expected} in {found:?}"
+        );
     }
 }
 
@@ -121,14 +167,27 @@ fn exporting_into_our_own_receiver_is_refused() {
     let found = problems("exporters:\n  otlp:\n    endpoint: 127.0.0.1:4317\n");
     assert_eq!(found[0].path, "exporters.otlp.endpoint");
     assert!(found[0].message.contains("loop"), "{}", found[0].message);
-    assert!(Config::parse("exporters:\n  otlp:\n    endpoint: collector:4317\n", no_env).is_ok());
+    assert!(
+        Config::parse(
+            "exporters:\n  otlp:\n    endpoint: collector:4317\n",
+            no_env
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn environment_variables_are_expanded_and_unset_ones_reported() {
     let env = |name: &str| (name == "PORT").then(|| "5317".to_string());
-    let config = Config::parse("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:${env:PORT}\n", env).unwrap();
-    assert_eq!(config.receivers.otlp.protocols.grpc.unwrap().endpoint.port, 5317);
+    let config = Config::parse(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:${env:PORT}\n",
+        env,
+    )
+    .unwrap();
+    assert_eq!(
+        config.receivers.otlp.protocols.grpc.unwrap().endpoint.port,
+        5317
+    );
     let err = Config::parse("storage:\n  path: ${env:NOT_SET}\n", env).unwrap_err();
     assert_eq!(err.problems.len(), 1);
     assert!(err.problems[0].message.contains("NOT_SET"), "{}", err);
@@ -151,6 +210,12 @@ fn secrets_in_headers_never_appear_in_errors() {
     assert!(!err.to_string().contains("hunter2"), "{err}");
     let good = |name: &str| (name == "TOKEN").then(|| "Bearer hunter2".to_string());
     let config = Config::parse(text, good).unwrap();
-    assert_eq!(config.exporters.otlp.headers["authorization"].expose(), "Bearer hunter2");
-    assert!(!format!("{config:?}").contains("hunter2"), "Debug must redact header values");
+    assert_eq!(
+        config.exporters.otlp.headers["authorization"].expose(),
+        "Bearer hunter2"
+    );
+    assert!(
+        !format!("{config:?}").contains("hunter2"),
+        "Debug must redact header values"
+    );
 }

@@ -77,7 +77,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(host: &str, port: u16) -> Self {
-        Self { host: host.to_string(), port }
+        Self {
+            host: host.to_string(),
+            port,
+        }
     }
     /// `host:port` with IPv6 hosts bracketed, as socket APIs expect.
     pub fn address(&self) -> String {
@@ -103,9 +106,9 @@ impl std::str::FromStr for Endpoint {
             let (host, after) = rest
                 .split_once(']')
                 .ok_or_else(|| format!("invalid endpoint `{text}`: unclosed `[`"))?;
-            let port = after.strip_prefix(':').ok_or_else(|| {
-                format!("invalid endpoint `{text}`: expected `[host]:port`")
-            })?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| format!("invalid endpoint `{text}`: expected `[host]:port`"))?;
             (host, port)
         } else {
             text.rsplit_once(':').ok_or_else(|| {
@@ -125,7 +128,10 @@ impl std::str::FromStr for Endpoint {
         let port = port.parse::<u16>().map_err(|_| {
             format!("invalid endpoint `{text}`: port `{port}` is not a number from 0 to 65535")
         })?;
-        Ok(Endpoint { host: host.to_string(), port })
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -176,11 +182,32 @@ mod tests {
 
     #[test]
     fn endpoints_parse_and_reject_clearly() {
-        assert_eq!("localhost:4317".parse::<Endpoint>().unwrap(), Endpoint::new("localhost", 4317));
-        assert_eq!("[::1]:4318".parse::<Endpoint>().unwrap().address(), "[::1]:4318");
-        assert!("localhost".parse::<Endpoint>().unwrap_err().contains("host:port"));
-        assert!("localhost:99999".parse::<Endpoint>().unwrap_err().contains("port"));
-        assert!(":4317".parse::<Endpoint>().unwrap_err().contains("host is empty"));
+        assert_eq!(
+            "localhost:4317".parse::<Endpoint>().unwrap(),
+            Endpoint::new("localhost", 4317)
+        );
+        assert_eq!(
+            "[::1]:4318".parse::<Endpoint>().unwrap().address(),
+            "[::1]:4318"
+        );
+        assert!(
+            "localhost"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .contains("host:port")
+        );
+        assert!(
+            "localhost:99999"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .contains("port")
+        );
+        assert!(
+            ":4317"
+                .parse::<Endpoint>()
+                .unwrap_err()
+                .contains("host is empty")
+        );
         assert!("http://x:1/v1".parse::<Endpoint>().is_err());
     }
 }

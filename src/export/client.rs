@@ -24,8 +24,18 @@ pub struct Accepted {
 
 #[derive(Clone)]
 pub enum OtlpClient {
-    Grpc { channel: tonic::transport::Channel, metadata: tonic::metadata::MetadataMap, gzip: bool, timeout: Duration },
-    Http { client: reqwest::Client, url: String, headers: reqwest::header::HeaderMap, gzip: bool },
+    Grpc {
+        channel: tonic::transport::Channel,
+        metadata: tonic::metadata::MetadataMap,
+        gzip: bool,
+        timeout: Duration,
+    },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        headers: reqwest::header::HeaderMap,
+        gzip: bool,
+    },
 }
 
 impl OtlpClient {
@@ -41,12 +51,22 @@ impl OtlpClient {
                     .connect_lazy();
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 for (name, value) in &config.headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
-                        .map_err(|_| format!("header `{name}` is not valid gRPC metadata"))?;
-                    let value = value.expose().parse().map_err(|_| format!("header `{name}` has an invalid value"))?;
+                    let key = tonic::metadata::MetadataKey::from_bytes(
+                        name.to_ascii_lowercase().as_bytes(),
+                    )
+                    .map_err(|_| format!("header `{name}` is not valid gRPC metadata"))?;
+                    let value = value
+                        .expose()
+                        .parse()
+                        .map_err(|_| format!("header `{name}` has an invalid value"))?;
                     metadata.insert(key, value);
                 }
-                Ok(OtlpClient::Grpc { channel, metadata, gzip, timeout })
+                Ok(OtlpClient::Grpc {
+                    channel,
+                    metadata,
+                    gzip,
+                    timeout,
+                })
             }
             ExportTarget::Http(url) => {
                 let mut headers = reqwest::header::HeaderMap::new();
@@ -64,7 +84,12 @@ impl OtlpClient {
                     .user_agent(concat!("tracetopics/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|e| e.to_string())?;
-                Ok(OtlpClient::Http { client, url, headers, gzip })
+                Ok(OtlpClient::Http {
+                    client,
+                    url,
+                    headers,
+                    gzip,
+                })
             }
         }
     }
@@ -72,12 +97,21 @@ impl OtlpClient {
     /// Sends one encoded `ExportTraceServiceRequest`.
     pub async fn export(&self, request: Bytes) -> Result<Accepted, SendError> {
         match self {
-            OtlpClient::Grpc { channel, metadata, gzip, timeout } => {
+            OtlpClient::Grpc {
+                channel,
+                metadata,
+                gzip,
+                timeout,
+            } => {
                 let mut grpc = tonic::client::Grpc::new(channel.clone());
                 if *gzip {
-                    grpc = grpc.send_compressed(CompressionEncoding::Gzip).accept_compressed(CompressionEncoding::Gzip);
+                    grpc = grpc
+                        .send_compressed(CompressionEncoding::Gzip)
+                        .accept_compressed(CompressionEncoding::Gzip);
                 }
-                grpc.ready().await.map_err(|e| SendError::Transport(error_chain(&e)))?;
+                grpc.ready()
+                    .await
+                    .map_err(|e| SendError::Transport(error_chain(&e)))?;
                 let mut req = tonic::Request::new(request);
                 *req.metadata_mut() = metadata.clone();
                 req.set_timeout(*timeout);
@@ -87,32 +121,52 @@ impl OtlpClient {
                     Err(status) => Err(grpc_error(&status)),
                 }
             }
-            OtlpClient::Http { client, url, headers, gzip } => {
+            OtlpClient::Http {
+                client,
+                url,
+                headers,
+                gzip,
+            } => {
                 let mut builder = client
                     .post(url.as_str())
                     .headers(headers.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf");
                 builder = if *gzip {
-                    builder.header(reqwest::header::CONTENT_ENCODING, "gzip").body(gzip_bytes(&request))
+                    builder
+                        .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                        .body(gzip_bytes(&request))
                 } else {
                     builder.body(request)
                 };
-                let response = builder.send().await.map_err(|e| SendError::Transport(error_chain(&e)))?;
+                let response = builder
+                    .send()
+                    .await
+                    .map_err(|e| SendError::Transport(error_chain(&e)))?;
                 let status = response.status();
                 let retry_after = response
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-                let body = response.bytes().await.map_err(|e| SendError::Transport(error_chain(&e)))?;
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| SendError::Transport(error_chain(&e)))?;
                 if status.is_success() {
-                    let decoded = ExportTraceServiceResponse::decode(body.as_ref()).unwrap_or_default();
+                    let decoded =
+                        ExportTraceServiceResponse::decode(body.as_ref()).unwrap_or_default();
                     Ok(accepted(decoded))
                 } else {
                     let message = crate::otlp::status::Status::decode(body.as_ref())
                         .map(|s| s.message)
-                        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned());
-                    Err(SendError::Http { status: status.as_u16(), message, retry_after })
+                        .unwrap_or_else(|_| {
+                            String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned()
+                        });
+                    Err(SendError::Http {
+                        status: status.as_u16(),
+                        message,
+                        retry_after,
+                    })
                 }
             }
         }
@@ -122,7 +176,10 @@ impl OtlpClient {
 fn accepted(response: ExportTraceServiceResponse) -> Accepted {
     response
         .partial_success
-        .map(|p| Accepted { rejected_spans: p.rejected_spans.max(0) as u64, message: p.error_message })
+        .map(|p| Accepted {
+            rejected_spans: p.rejected_spans.max(0) as u64,
+            message: p.error_message,
+        })
         .unwrap_or_default()
 }
 
@@ -146,7 +203,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 pub fn gzip_bytes(data: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
     encoder.write_all(data).expect("writing to memory");
     encoder.finish().expect("writing to memory")
 }

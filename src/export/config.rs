@@ -130,7 +130,10 @@ pub struct SendingQueueConfig {
 
 impl Default for SendingQueueConfig {
     fn default() -> Self {
-        Self { num_consumers: default_consumers(), queue_size: default_queue_size() }
+        Self {
+            num_consumers: default_consumers(),
+            queue_size: default_queue_size(),
+        }
     }
 }
 

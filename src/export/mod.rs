@@ -69,7 +69,13 @@ impl Exporter {
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let client = OtlpClient::new(&config)?;
-        Ok(Self { db, client, config, engine, metrics })
+        Ok(Self {
+            db,
+            client,
+            config,
+            engine,
+            metrics,
+        })
     }
 
     pub fn spawn(self) -> ExporterHandle {
@@ -88,8 +94,12 @@ impl Exporter {
         loop {
             while sends.try_join_next().is_some() {}
             let draining = *drain.borrow();
-            let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
-            let batch = match this.read_batch(cursor).await {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            let batch = match this.read_batch(cursor) {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the sending queue; retrying");
@@ -135,20 +145,28 @@ impl Exporter {
         while sends.join_next().await.is_some() {}
     }
 
-    async fn read_batch(&self, cursor: u64) -> Result<Batch, store::StoreError> {
-        let db = self.db.clone();
+    fn read_batch(&self, cursor: u64) -> Result<Batch, store::StoreError> {
+        let db = &self.db;
         let max_spans = self.config.batch.send_batch_size as u64;
         let max_bytes = self.config.batch.send_batch_max_bytes;
-        tokio::task::spawn_blocking(move || {
+        // Reads hit redb's page cache (the records were just written), so they run inline
+        // rather than waking a blocking-pool thread per batch.
+        {
             let tx = db.begin_read()?;
             let table = tx.open_table(QUEUE)?;
-            let mut batch = Batch { keys: Vec::new(), spans: 0, payload: Vec::new(), full: false };
+            let mut batch = Batch {
+                keys: Vec::new(),
+                spans: 0,
+                payload: Vec::new(),
+                full: false,
+            };
             for entry in table.range(cursor..)? {
                 let (key, value) = entry?;
                 let (spans, payload) = store::split_queued(value.value());
                 let spans = u64::from(spans);
                 if !batch.keys.is_empty()
-                    && (batch.spans + spans > max_spans || batch.payload.len() + payload.len() > max_bytes)
+                    && (batch.spans + spans > max_spans
+                        || batch.payload.len() + payload.len() > max_bytes)
                 {
                     batch.full = true;
                     break;
@@ -162,9 +180,7 @@ impl Exporter {
                 }
             }
             Ok(batch)
-        })
-        .await
-        .expect("queue reader does not panic")
+        }
     }
 
     /// Sends one batch until it is delivered, permanently refused, or out of retry time.
@@ -179,13 +195,18 @@ impl Exporter {
         let started = Instant::now();
         let payload = Bytes::from(batch.payload);
         let failed = |reason: &'static str, spans: u64| {
-            self.metrics.exporter_send_failed_spans.get_or_create(&ReasonLabel { reason }).inc_by(spans);
+            self.metrics
+                .exporter_send_failed_spans
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(spans);
         };
         loop {
             match self.client.export(payload.clone()).await {
                 Ok(accepted) => {
                     let rejected = accepted.rejected_spans.min(batch.spans);
-                    self.metrics.exporter_sent_spans.inc_by(batch.spans - rejected);
+                    self.metrics
+                        .exporter_sent_spans
+                        .inc_by(batch.spans - rejected);
                     if rejected > 0 {
                         failed("rejected", rejected);
                         tracing::warn!(rejected, message = %accepted.message, "downstream rejected spans (partial success); not retried");

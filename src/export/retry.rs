@@ -7,9 +7,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     /// The gRPC server answered with a status; `retry_info` is its RetryInfo delay, if sent.
-    Grpc { code: tonic::Code, message: String, retry_info: Option<Duration> },
+    Grpc {
+        code: tonic::Code,
+        message: String,
+        retry_info: Option<Duration>,
+    },
     /// The HTTP server answered with a non-2xx status; `retry_after` from its header.
-    Http { status: u16, message: String, retry_after: Option<Duration> },
+    Http {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// No answer: connection refused or reset, timeout, DNS failure.
     Transport(String),
 }
@@ -18,7 +26,9 @@ impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::Grpc { code, message, .. } => write!(f, "gRPC {code:?}: {message}"),
-            SendError::Http { status, message, .. } => write!(f, "HTTP {status}: {message}"),
+            SendError::Http {
+                status, message, ..
+            } => write!(f, "HTTP {status}: {message}"),
             SendError::Transport(message) => write!(f, "transport: {message}"),
         }
     }
@@ -35,7 +45,9 @@ pub enum Decision {
 pub fn classify(error: &SendError) -> Decision {
     use tonic::Code;
     match error {
-        SendError::Grpc { code, retry_info, .. } => match code {
+        SendError::Grpc {
+            code, retry_info, ..
+        } => match code {
             Code::Cancelled
             | Code::DeadlineExceeded
             | Code::Aborted
@@ -46,7 +58,11 @@ pub fn classify(error: &SendError) -> Decision {
             Code::ResourceExhausted if retry_info.is_some() => Decision::Retry(*retry_info),
             _ => Decision::Drop,
         },
-        SendError::Http { status, retry_after, .. } => match status {
+        SendError::Http {
+            status,
+            retry_after,
+            ..
+        } => match status {
             429 | 502 | 503 | 504 => Decision::Retry(*retry_after),
             _ => Decision::Drop,
         },
@@ -75,7 +91,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration, multiplier: f64, randomization: f64) -> Self {
-        Self { next: initial, max, multiplier, randomization }
+        Self {
+            next: initial,
+            max,
+            multiplier,
+            randomization,
+        }
     }
 
     /// The wait before the next attempt: the server's delay if it gave one, else the jittered
@@ -97,36 +118,77 @@ mod tests {
     use tonic::Code;
 
     fn grpc(code: Code, retry_info: Option<Duration>) -> SendError {
-        SendError::Grpc { code, message: String::new(), retry_info }
+        SendError::Grpc {
+            code,
+            message: String::new(),
+            retry_info,
+        }
     }
 
     fn http(status: u16) -> SendError {
-        SendError::Http { status, message: String::new(), retry_after: Some(Duration::from_secs(2)) }
+        SendError::Http {
+            status,
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(2)),
+        }
     }
 
     #[test]
     fn grpc_codes_follow_the_otlp_spec() {
-        for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted, Code::OutOfRange, Code::Unavailable, Code::DataLoss] {
-            assert_eq!(classify(&grpc(code, None)), Decision::Retry(None), "{code:?}");
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            assert_eq!(
+                classify(&grpc(code, None)),
+                Decision::Retry(None),
+                "{code:?}"
+            );
         }
-        for code in [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::Unimplemented, Code::Internal, Code::NotFound] {
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::NotFound,
+        ] {
             assert_eq!(classify(&grpc(code, None)), Decision::Drop, "{code:?}");
         }
-        assert_eq!(classify(&grpc(Code::ResourceExhausted, None)), Decision::Drop);
+        assert_eq!(
+            classify(&grpc(Code::ResourceExhausted, None)),
+            Decision::Drop
+        );
         let delay = Some(Duration::from_secs(3));
-        assert_eq!(classify(&grpc(Code::ResourceExhausted, delay)), Decision::Retry(delay));
-        assert_eq!(classify(&grpc(Code::Unavailable, delay)), Decision::Retry(delay));
+        assert_eq!(
+            classify(&grpc(Code::ResourceExhausted, delay)),
+            Decision::Retry(delay)
+        );
+        assert_eq!(
+            classify(&grpc(Code::Unavailable, delay)),
+            Decision::Retry(delay)
+        );
     }
 
     #[test]
     fn http_statuses_follow_the_otlp_spec() {
         for status in [429, 502, 503, 504] {
-            assert_eq!(classify(&http(status)), Decision::Retry(Some(Duration::from_secs(2))));
+            assert_eq!(
+                classify(&http(status)),
+                Decision::Retry(Some(Duration::from_secs(2)))
+            );
         }
         for status in [400, 401, 403, 404, 413, 415, 500] {
             assert_eq!(classify(&http(status)), Decision::Drop, "{status}");
         }
-        assert_eq!(classify(&SendError::Transport("refused".into())), Decision::Retry(None));
+        assert_eq!(
+            classify(&SendError::Transport("refused".into())),
+            Decision::Retry(None)
+        );
     }
 
     #[test]
@@ -134,7 +196,10 @@ mod tests {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -145,8 +210,12 @@ mod tests {
         assert_eq!(b.delay(None, 0.5), Duration::from_secs(2));
         assert_eq!(b.delay(None, 0.5), Duration::from_secs(4));
         assert_eq!(b.delay(None, 0.5), Duration::from_secs(4));
-        assert_eq!(b.delay(Some(Duration::from_millis(10)), 0.9), Duration::from_millis(10));
-        let jittered = Backoff::new(Duration::from_secs(2), Duration::from_secs(4), 2.0, 0.5).delay(None, 0.0);
+        assert_eq!(
+            b.delay(Some(Duration::from_millis(10)), 0.9),
+            Duration::from_millis(10)
+        );
+        let jittered =
+            Backoff::new(Duration::from_secs(2), Duration::from_secs(4), 2.0, 0.5).delay(None, 0.0);
         assert_eq!(jittered, Duration::from_secs(1));
     }
 }

@@ -23,7 +23,11 @@ impl ExportTarget {
         }
         let without_scheme = match raw.split_once("://") {
             Some(("http", rest)) => rest,
-            Some((scheme, _)) => return Err(format!("`{raw}`: unsupported scheme `{scheme}`; use `http://`")),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "`{raw}`: unsupported scheme `{scheme}`; use `http://`"
+                ));
+            }
             None => raw,
         };
         let (authority, path) = match without_scheme.find('/') {
@@ -37,14 +41,24 @@ impl ExportTarget {
         match config.protocol {
             ExportProtocol::Grpc => {
                 if !path.is_empty() && path != "/" {
-                    return Err(format!("`{raw}`: a gRPC endpoint has no path; write `host:port`"));
+                    return Err(format!(
+                        "`{raw}`: a gRPC endpoint has no path; write `host:port`"
+                    ));
                 }
                 Ok(ExportTarget::Grpc(format!("http://{}", endpoint.address())))
             }
             ExportProtocol::Http => {
                 let path = path.trim_end_matches('/');
-                let path = if path.ends_with("/v1/traces") { path.to_string() } else { format!("{path}/v1/traces") };
-                Ok(ExportTarget::Http(format!("http://{}{}", endpoint.address(), path)))
+                let path = if path.ends_with("/v1/traces") {
+                    path.to_string()
+                } else {
+                    format!("{path}/v1/traces")
+                };
+                Ok(ExportTarget::Http(format!(
+                    "http://{}{}",
+                    endpoint.address(),
+                    path
+                )))
             }
         }
     }
@@ -55,23 +69,50 @@ mod tests {
     use super::*;
 
     fn target(endpoint: &str, protocol: ExportProtocol) -> Result<ExportTarget, String> {
-        let config = OtlpExporterConfig { endpoint: endpoint.into(), protocol, ..Default::default() };
+        let config = OtlpExporterConfig {
+            endpoint: endpoint.into(),
+            protocol,
+            ..Default::default()
+        };
         ExportTarget::from_config(&config)
     }
 
     #[test]
     fn resolves_grpc_and_http_forms() {
-        assert_eq!(target("localhost:4317", ExportProtocol::Grpc), Ok(ExportTarget::Grpc("http://localhost:4317".into())));
-        assert_eq!(target("http://c:4317", ExportProtocol::Grpc), Ok(ExportTarget::Grpc("http://c:4317".into())));
-        assert_eq!(target("http://c:4318", ExportProtocol::Http), Ok(ExportTarget::Http("http://c:4318/v1/traces".into())));
-        assert_eq!(target("c:4318/otlp/", ExportProtocol::Http), Ok(ExportTarget::Http("http://c:4318/otlp/v1/traces".into())));
-        assert_eq!(target("http://c:4318/v1/traces", ExportProtocol::Http), Ok(ExportTarget::Http("http://c:4318/v1/traces".into())));
+        assert_eq!(
+            target("localhost:4317", ExportProtocol::Grpc),
+            Ok(ExportTarget::Grpc("http://localhost:4317".into()))
+        );
+        assert_eq!(
+            target("http://c:4317", ExportProtocol::Grpc),
+            Ok(ExportTarget::Grpc("http://c:4317".into()))
+        );
+        assert_eq!(
+            target("http://c:4318", ExportProtocol::Http),
+            Ok(ExportTarget::Http("http://c:4318/v1/traces".into()))
+        );
+        assert_eq!(
+            target("c:4318/otlp/", ExportProtocol::Http),
+            Ok(ExportTarget::Http("http://c:4318/otlp/v1/traces".into()))
+        );
+        assert_eq!(
+            target("http://c:4318/v1/traces", ExportProtocol::Http),
+            Ok(ExportTarget::Http("http://c:4318/v1/traces".into()))
+        );
     }
 
     #[test]
     fn rejects_tls_and_nonsense() {
-        assert!(target("https://c:4317", ExportProtocol::Grpc).unwrap_err().contains("TLS"));
-        assert!(target("ftp://c:1", ExportProtocol::Http).unwrap_err().contains("scheme"));
+        assert!(
+            target("https://c:4317", ExportProtocol::Grpc)
+                .unwrap_err()
+                .contains("TLS")
+        );
+        assert!(
+            target("ftp://c:1", ExportProtocol::Http)
+                .unwrap_err()
+                .contains("scheme")
+        );
         assert!(target("collector", ExportProtocol::Grpc).is_err());
         assert!(target("c:4317/v1/traces", ExportProtocol::Grpc).is_err());
     }

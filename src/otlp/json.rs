@@ -23,7 +23,8 @@ pub struct JsonError(String);
 type Obj = Map<String, Value>;
 
 pub fn decode_traces(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| JsonError(format!("invalid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| JsonError(format!("invalid JSON: {e}")))?;
     let root = as_object(&value, "request")?;
     Ok(ExportTraceServiceRequest {
         resource_spans: array(root, "resourceSpans", "resource_spans")?
@@ -36,8 +37,13 @@ pub fn decode_traces(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonError
 fn resource_spans(value: &Value) -> Result<ResourceSpans, JsonError> {
     let obj = as_object(value, "resourceSpans[]")?;
     Ok(ResourceSpans {
-        resource: field(obj, "resource", "resource").map(resource).transpose()?,
-        scope_spans: array(obj, "scopeSpans", "scope_spans")?.iter().map(scope_spans).collect::<Result<_, _>>()?,
+        resource: field(obj, "resource", "resource")
+            .map(resource)
+            .transpose()?,
+        scope_spans: array(obj, "scopeSpans", "scope_spans")?
+            .iter()
+            .map(scope_spans)
+            .collect::<Result<_, _>>()?,
         schema_url: string(obj, "schemaUrl", "schema_url")?,
     })
 }
@@ -46,7 +52,8 @@ fn resource(value: &Value) -> Result<Resource, JsonError> {
     let obj = as_object(value, "resource")?;
     Ok(Resource {
         attributes: attributes(obj)?,
-        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")? as u32,
+        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")?
+            as u32,
         ..Default::default()
     })
 }
@@ -55,7 +62,10 @@ fn scope_spans(value: &Value) -> Result<ScopeSpans, JsonError> {
     let obj = as_object(value, "scopeSpans[]")?;
     Ok(ScopeSpans {
         scope: field(obj, "scope", "scope").map(scope).transpose()?,
-        spans: array(obj, "spans", "spans")?.iter().map(span_from).collect::<Result<_, _>>()?,
+        spans: array(obj, "spans", "spans")?
+            .iter()
+            .map(span_from)
+            .collect::<Result<_, _>>()?,
         schema_url: string(obj, "schemaUrl", "schema_url")?,
     })
 }
@@ -66,7 +76,8 @@ pub(crate) fn scope(value: &Value) -> Result<InstrumentationScope, JsonError> {
         name: string(obj, "name", "name")?,
         version: string(obj, "version", "version")?,
         attributes: attributes(obj)?,
-        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")? as u32,
+        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")?
+            as u32,
     })
 }
 
@@ -79,17 +90,33 @@ fn span_from(value: &Value) -> Result<Span, JsonError> {
         parent_span_id: id(obj, "parentSpanId", "parent_span_id", 8)?,
         flags: uint(obj, "flags", "flags")? as u32,
         name: string(obj, "name", "name")?,
-        kind: enumeration(obj, "kind", "kind", &[
-            "SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER",
-            "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER",
-        ])?,
+        kind: enumeration(
+            obj,
+            "kind",
+            "kind",
+            &[
+                "SPAN_KIND_UNSPECIFIED",
+                "SPAN_KIND_INTERNAL",
+                "SPAN_KIND_SERVER",
+                "SPAN_KIND_CLIENT",
+                "SPAN_KIND_PRODUCER",
+                "SPAN_KIND_CONSUMER",
+            ],
+        )?,
         start_time_unix_nano: uint(obj, "startTimeUnixNano", "start_time_unix_nano")?,
         end_time_unix_nano: uint(obj, "endTimeUnixNano", "end_time_unix_nano")?,
         attributes: attributes(obj)?,
-        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")? as u32,
-        events: array(obj, "events", "events")?.iter().map(event).collect::<Result<_, _>>()?,
+        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")?
+            as u32,
+        events: array(obj, "events", "events")?
+            .iter()
+            .map(event)
+            .collect::<Result<_, _>>()?,
         dropped_events_count: uint(obj, "droppedEventsCount", "dropped_events_count")? as u32,
-        links: array(obj, "links", "links")?.iter().map(link).collect::<Result<_, _>>()?,
+        links: array(obj, "links", "links")?
+            .iter()
+            .map(link)
+            .collect::<Result<_, _>>()?,
         dropped_links_count: uint(obj, "droppedLinksCount", "dropped_links_count")? as u32,
         status: field(obj, "status", "status").map(status).transpose()?,
     })
@@ -101,7 +128,8 @@ fn event(value: &Value) -> Result<span::Event, JsonError> {
         time_unix_nano: uint(obj, "timeUnixNano", "time_unix_nano")?,
         name: string(obj, "name", "name")?,
         attributes: attributes(obj)?,
-        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")? as u32,
+        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")?
+            as u32,
     })
 }
 
@@ -112,7 +140,8 @@ fn link(value: &Value) -> Result<span::Link, JsonError> {
         span_id: id(obj, "spanId", "span_id", 8)?,
         trace_state: string(obj, "traceState", "trace_state")?,
         attributes: attributes(obj)?,
-        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")? as u32,
+        dropped_attributes_count: uint(obj, "droppedAttributesCount", "dropped_attributes_count")?
+            as u32,
         flags: uint(obj, "flags", "flags")? as u32,
     })
 }
@@ -121,19 +150,30 @@ fn status(value: &Value) -> Result<Status, JsonError> {
     let obj = as_object(value, "status")?;
     Ok(Status {
         message: string(obj, "message", "message")?,
-        code: enumeration(obj, "code", "code", &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"])?,
+        code: enumeration(
+            obj,
+            "code",
+            "code",
+            &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"],
+        )?,
     })
 }
 
 pub(crate) fn attributes(obj: &Obj) -> Result<Vec<KeyValue>, JsonError> {
-    array(obj, "attributes", "attributes")?.iter().map(key_value).collect()
+    array(obj, "attributes", "attributes")?
+        .iter()
+        .map(key_value)
+        .collect()
 }
 
 fn key_value(value: &Value) -> Result<KeyValue, JsonError> {
     let obj = as_object(value, "attribute")?;
     Ok(KeyValue {
         key: string(obj, "key", "key")?,
-        value: field(obj, "value", "value").map(any_value).transpose()?.flatten(),
+        value: field(obj, "value", "value")
+            .map(any_value)
+            .transpose()?
+            .flatten(),
         ..Default::default()
     })
 }
@@ -142,9 +182,16 @@ pub(crate) fn any_value(value: &Value) -> Result<Option<AnyValue>, JsonError> {
     let obj = as_object(value, "value")?;
     use any_value::Value as V;
     let inner = if let Some(v) = field(obj, "stringValue", "string_value") {
-        V::StringValue(v.as_str().ok_or_else(|| type_error("stringValue", "a string"))?.to_string())
+        V::StringValue(
+            v.as_str()
+                .ok_or_else(|| type_error("stringValue", "a string"))?
+                .to_string(),
+        )
     } else if let Some(v) = field(obj, "boolValue", "bool_value") {
-        V::BoolValue(v.as_bool().ok_or_else(|| type_error("boolValue", "a boolean"))?)
+        V::BoolValue(
+            v.as_bool()
+                .ok_or_else(|| type_error("boolValue", "a boolean"))?,
+        )
     } else if let Some(v) = field(obj, "intValue", "int_value") {
         V::IntValue(int64(v, "intValue")?)
     } else if let Some(v) = field(obj, "doubleValue", "double_value") {
@@ -162,7 +209,9 @@ pub(crate) fn any_value(value: &Value) -> Result<Option<AnyValue>, JsonError> {
             .collect::<Result<_, _>>()?;
         V::KvlistValue(KeyValueList { values })
     } else if let Some(v) = field(obj, "bytesValue", "bytes_value") {
-        let text = v.as_str().ok_or_else(|| type_error("bytesValue", "a base64 string"))?;
+        let text = v
+            .as_str()
+            .ok_or_else(|| type_error("bytesValue", "a base64 string"))?;
         V::BytesValue(
             base64::engine::general_purpose::STANDARD
                 .decode(text)
@@ -175,24 +224,34 @@ pub(crate) fn any_value(value: &Value) -> Result<Option<AnyValue>, JsonError> {
 }
 
 fn field<'a>(obj: &'a Obj, camel: &str, snake: &str) -> Option<&'a Value> {
-    obj.get(camel).or_else(|| obj.get(snake)).filter(|v| !v.is_null())
+    obj.get(camel)
+        .or_else(|| obj.get(snake))
+        .filter(|v| !v.is_null())
 }
 
 fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Obj, JsonError> {
-    value.as_object().ok_or_else(|| type_error(what, "an object"))
+    value
+        .as_object()
+        .ok_or_else(|| type_error(what, "an object"))
 }
 
 pub(crate) fn array<'a>(obj: &'a Obj, camel: &str, snake: &str) -> Result<&'a [Value], JsonError> {
     match field(obj, camel, snake) {
         None => Ok(&[]),
-        Some(v) => v.as_array().map(Vec::as_slice).ok_or_else(|| type_error(camel, "an array")),
+        Some(v) => v
+            .as_array()
+            .map(Vec::as_slice)
+            .ok_or_else(|| type_error(camel, "an array")),
     }
 }
 
 pub(crate) fn string(obj: &Obj, camel: &str, snake: &str) -> Result<String, JsonError> {
     match field(obj, camel, snake) {
         None => Ok(String::new()),
-        Some(v) => v.as_str().map(str::to_string).ok_or_else(|| type_error(camel, "a string")),
+        Some(v) => v
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| type_error(camel, "a string")),
     }
 }
 
@@ -200,15 +259,21 @@ pub(crate) fn string(obj: &Obj, camel: &str, snake: &str) -> Result<String, Json
 pub(crate) fn uint(obj: &Obj, camel: &str, snake: &str) -> Result<u64, JsonError> {
     match field(obj, camel, snake) {
         None => Ok(0),
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| type_error(camel, "a non-negative integer")),
-        Some(Value::String(s)) => s.parse().map_err(|_| type_error(camel, "a non-negative integer")),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .ok_or_else(|| type_error(camel, "a non-negative integer")),
+        Some(Value::String(s)) => s
+            .parse()
+            .map_err(|_| type_error(camel, "a non-negative integer")),
         Some(_) => Err(type_error(camel, "an integer or a string of digits")),
     }
 }
 
 fn int64(value: &Value, name: &str) -> Result<i64, JsonError> {
     match value {
-        Value::Number(n) => n.as_i64().ok_or_else(|| type_error(name, "a 64-bit integer")),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| type_error(name, "a 64-bit integer")),
         Value::String(s) => s.parse().map_err(|_| type_error(name, "a 64-bit integer")),
         _ => Err(type_error(name, "an integer or a string of digits")),
     }
@@ -216,19 +281,28 @@ fn int64(value: &Value, name: &str) -> Result<i64, JsonError> {
 
 fn double(value: &Value) -> Result<f64, JsonError> {
     match value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| type_error("doubleValue", "a number")),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| type_error("doubleValue", "a number")),
         Value::String(s) => match s.as_str() {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other.parse().map_err(|_| type_error("doubleValue", "a number")),
+            other => other
+                .parse()
+                .map_err(|_| type_error("doubleValue", "a number")),
         },
         _ => Err(type_error("doubleValue", "a number")),
     }
 }
 
 /// Enums are integers in OTLP/JSON; their names are accepted too, as proto3 JSON writes them.
-pub(crate) fn enumeration(obj: &Obj, camel: &str, snake: &str, names: &[&str]) -> Result<i32, JsonError> {
+pub(crate) fn enumeration(
+    obj: &Obj,
+    camel: &str,
+    snake: &str,
+    names: &[&str],
+) -> Result<i32, JsonError> {
     match field(obj, camel, snake) {
         None => Ok(0),
         Some(Value::Number(n)) => n

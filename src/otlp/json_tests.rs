@@ -7,7 +7,15 @@ fn only_span(body: &str) -> Span {
 }
 
 fn attr(span: &Span, key: &str) -> V {
-    span.attributes.iter().find(|kv| kv.key == key).unwrap().value.clone().unwrap().value.unwrap()
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .unwrap()
+        .value
+        .clone()
+        .unwrap()
+        .value
+        .unwrap()
 }
 
 #[test]
@@ -31,7 +39,11 @@ fn numeric_and_string_64_bit_integers_both_decode() {
             "events":[{"timeUnixNano":1544712660500000000,"name":"e"}]
         }]}]}]}"#,
     );
-    assert_eq!(span.trace_id, hex::decode("5b8efff798038103d269b633813fc60c").unwrap(), "hex is case-insensitive");
+    assert_eq!(
+        span.trace_id,
+        hex::decode("5b8efff798038103d269b633813fc60c").unwrap(),
+        "hex is case-insensitive"
+    );
     assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
     assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
     assert_eq!(span.events[0].time_unix_nano, 1_544_712_660_500_000_000);
@@ -41,11 +53,22 @@ fn numeric_and_string_64_bit_integers_both_decode() {
     assert_eq!(attr(&span, "f"), V::DoubleValue(1.5));
     assert_eq!(attr(&span, "b"), V::BoolValue(true));
     assert_eq!(attr(&span, "raw"), V::BytesValue(b"hi".to_vec()));
-    let V::ArrayValue(array) = attr(&span, "arr") else { panic!() };
+    let V::ArrayValue(array) = attr(&span, "arr") else {
+        panic!()
+    };
     assert_eq!(array.values.len(), 2);
-    let V::KvlistValue(list) = attr(&span, "kv") else { panic!() };
+    let V::KvlistValue(list) = attr(&span, "kv") else {
+        panic!()
+    };
     assert_eq!(list.values[0].key, "inner");
-    assert!(span.attributes.iter().find(|kv| kv.key == "empty").unwrap().value.is_none());
+    assert!(
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == "empty")
+            .unwrap()
+            .value
+            .is_none()
+    );
 }
 
 #[test]
@@ -94,7 +117,8 @@ fn structural_errors_fail_the_request() {
 #[test]
 fn responses_are_otlp_json() {
     assert_eq!(export_response(0, ""), b"{}");
-    let partial: serde_json::Value = serde_json::from_slice(&export_response(2, "bad ids")).unwrap();
+    let partial: serde_json::Value =
+        serde_json::from_slice(&export_response(2, "bad ids")).unwrap();
     assert_eq!(partial["partialSuccess"]["rejectedSpans"], "2");
     assert_eq!(partial["partialSuccess"]["errorMessage"], "bad ids");
 }

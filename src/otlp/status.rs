@@ -42,24 +42,37 @@ pub struct ProtoDuration {
 /// Encoded `RetryInfo` asking the client to wait `delay`.
 pub fn retry_info(delay: Duration) -> Any {
     let info = RetryInfo {
-        retry_delay: Some(ProtoDuration { seconds: delay.as_secs() as i64, nanos: delay.subsec_nanos() as i32 }),
+        retry_delay: Some(ProtoDuration {
+            seconds: delay.as_secs() as i64,
+            nanos: delay.subsec_nanos() as i32,
+        }),
     };
-    Any { type_url: RETRY_INFO_TYPE_URL.into(), value: info.encode_to_vec() }
+    Any {
+        type_url: RETRY_INFO_TYPE_URL.into(),
+        value: info.encode_to_vec(),
+    }
 }
 
 /// The delay of the first `RetryInfo` among a status's details, if any.
 pub fn find_retry_delay(details: &[Any]) -> Option<Duration> {
-    details.iter().filter(|d| d.type_url == RETRY_INFO_TYPE_URL).find_map(|d| {
-        let delay = RetryInfo::decode(d.value.as_slice()).ok()?.retry_delay?;
-        (delay.seconds >= 0 && delay.nanos >= 0)
-            .then(|| Duration::new(delay.seconds as u64, delay.nanos as u32))
-    })
+    details
+        .iter()
+        .filter(|d| d.type_url == RETRY_INFO_TYPE_URL)
+        .find_map(|d| {
+            let delay = RetryInfo::decode(d.value.as_slice()).ok()?.retry_delay?;
+            (delay.seconds >= 0 && delay.nanos >= 0)
+                .then(|| Duration::new(delay.seconds as u64, delay.nanos as u32))
+        })
 }
 
 /// A gRPC status carrying `RetryInfo` in `grpc-status-details-bin`, as the OTLP spec asks for
 /// back-pressure.
 pub fn grpc_status_with_retry(code: tonic::Code, message: &str, delay: Duration) -> tonic::Status {
-    let status = Status { code: code as i32, message: message.to_string(), details: vec![retry_info(delay)] };
+    let status = Status {
+        code: code as i32,
+        message: message.to_string(),
+        details: vec![retry_info(delay)],
+    };
     tonic::Status::with_details(code, message.to_string(), status.encode_to_vec().into())
 }
 
@@ -79,9 +92,16 @@ mod tests {
 
     #[test]
     fn retry_info_round_trips_through_a_grpc_status() {
-        let status = grpc_status_with_retry(tonic::Code::Unavailable, "full", Duration::from_millis(1500));
+        let status = grpc_status_with_retry(
+            tonic::Code::Unavailable,
+            "full",
+            Duration::from_millis(1500),
+        );
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert_eq!(grpc_retry_delay(&status), Some(Duration::from_millis(1500)));
-        assert_eq!(grpc_retry_delay(&tonic::Status::unavailable("no details")), None);
+        assert_eq!(
+            grpc_retry_delay(&tonic::Status::unavailable("no details")),
+            None
+        );
     }
 }

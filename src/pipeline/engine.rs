@@ -18,7 +18,10 @@ use tokio::sync::{Notify, oneshot};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// Buffer or queue full: the client should retry after the given delay.
-    Full { what: &'static str, retry_after: Duration },
+    Full {
+        what: &'static str,
+        retry_after: Duration,
+    },
     /// The redb commit failed (e.g. disk full); nothing of the request was kept.
     Storage(String),
     /// The engine is shutting down.
@@ -26,7 +29,10 @@ pub enum Refusal {
 }
 
 pub enum Command {
-    Ingest { chunks: Vec<TraceChunk>, reply: oneshot::Sender<Result<(), Refusal>> },
+    Ingest {
+        chunks: Vec<TraceChunk>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
     /// The downstream acknowledged (or permanently refused) these queue records.
     Delivered { keys: Vec<u64>, spans: u64 },
     /// Release every buffered trace into the queue now (shutdown).
@@ -67,9 +73,11 @@ impl EngineHandle {
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(Refusal::Stopped),
             Err(std::sync::mpsc::TrySendError::Full(command)) => {
                 let sender = self.sender.clone();
-                tokio::task::spawn_blocking(move || sender.send(command).map_err(|_| Refusal::Stopped))
-                    .await
-                    .map_err(|_| Refusal::Stopped)?
+                tokio::task::spawn_blocking(move || {
+                    sender.send(command).map_err(|_| Refusal::Stopped)
+                })
+                .await
+                .map_err(|_| Refusal::Stopped)?
             }
         }
     }
@@ -115,9 +123,14 @@ impl Engine {
         };
         let now = Instant::now();
         for chunk in &recovered.pending {
-            engine.assembler.add(now, chunk.trace_id, chunk.key, chunk.spans, false);
+            engine
+                .assembler
+                .add(now, chunk.trace_id, chunk.key, chunk.spans, false);
         }
-        engine.metrics.exporter_queue_capacity.set(queue_capacity as i64);
+        engine
+            .metrics
+            .exporter_queue_capacity
+            .set(queue_capacity as i64);
         engine.update_gauges();
         let thread = std::thread::Builder::new()
             .name("tracetopics-engine".into())
@@ -129,7 +142,11 @@ impl Engine {
     fn run(mut self, receiver: Receiver<Command>) {
         loop {
             let now = Instant::now();
-            let wait = crate::assemble::wait_until(self.assembler.next_deadline(), now, Duration::from_secs(3600));
+            let wait = crate::assemble::wait_until(
+                self.assembler.next_deadline(),
+                now,
+                Duration::from_secs(3600),
+            );
             let mut commands = Vec::new();
             match receiver.recv_timeout(wait) {
                 Ok(command) => commands.push(command),
@@ -166,7 +183,9 @@ impl Engine {
 
         // Admission: count what is already promised plus what each request adds.
         let mut free_slots = self.assembler.free_trace_slots();
-        let mut room = self.queue_capacity.saturating_sub(self.queued_spans + self.assembler.spans_in_flight());
+        let mut room = self
+            .queue_capacity
+            .saturating_sub(self.queued_spans + self.assembler.spans_in_flight());
         let mut admitted: Vec<(Vec<TraceChunk>, oneshot::Sender<Result<(), Refusal>>)> = Vec::new();
         let mut new_ids = std::collections::HashSet::new();
         for (chunks, reply) in ingests {
@@ -183,9 +202,15 @@ impl Engine {
                 .into_iter()
                 .collect();
             if spans > room {
-                let _ = reply.send(Err(Refusal::Full { what: "sending queue is full", retry_after: FULL_RETRY_AFTER }));
+                let _ = reply.send(Err(Refusal::Full {
+                    what: "sending queue is full",
+                    retry_after: FULL_RETRY_AFTER,
+                }));
             } else if starts.len() > free_slots {
-                let _ = reply.send(Err(Refusal::Full { what: "trace buffer is full (assembler.max_traces)", retry_after: FULL_RETRY_AFTER }));
+                let _ = reply.send(Err(Refusal::Full {
+                    what: "trace buffer is full (assembler.max_traces)",
+                    retry_after: FULL_RETRY_AFTER,
+                }));
             } else {
                 room -= spans;
                 free_slots -= starts.len();
@@ -197,7 +222,8 @@ impl Engine {
         let release_all = !release_all_replies.is_empty();
         match self.commit(&delivered_keys, &admitted, now, release_all) {
             Ok(outcome) => {
-                self.queued_spans = self.queued_spans.saturating_sub(delivered_spans) + outcome.queued_spans;
+                self.queued_spans =
+                    self.queued_spans.saturating_sub(delivered_spans) + outcome.queued_spans;
                 for (_, reply) in admitted {
                     let _ = reply.send(Ok(()));
                 }
@@ -229,7 +255,8 @@ impl Engine {
         let recovered = store::recover(&self.db)?;
         self.assembler.reset();
         for chunk in &recovered.pending {
-            self.assembler.add(now, chunk.trace_id, chunk.key, chunk.spans, false);
+            self.assembler
+                .add(now, chunk.trace_id, chunk.key, chunk.spans, false);
         }
         self.queued_spans = recovered.queued_spans;
         self.next_key = self.next_key.max(recovered.next_key);
@@ -245,7 +272,17 @@ impl Engine {
     ) -> Result<CommitOutcome, StoreError> {
         let started = Instant::now();
         let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate).map_err(|e| StoreError::Redb(e.to_string()))?;
+        // Only an ingest needs its own fsync: its OK promises durability. Releases and deletes
+        // may be lost in a crash without losing spans — a lost release leaves the chunks
+        // pending, a lost delete re-sends a batch (at-least-once) — and the next durable commit
+        // persists them anyway.
+        let durability = if admitted.is_empty() {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        tx.set_durability(durability)
+            .map_err(|e| StoreError::Redb(e.to_string()))?;
         let mut outcome = CommitOutcome::default();
         let mut buffered = Vec::new();
         let mut key = self.next_key;
@@ -260,12 +297,19 @@ impl Engine {
                 for chunk in chunks {
                     match self.assembler.placement(&chunk.trace_id) {
                         Placement::Late => {
-                            queue.insert(key, store::queued_value(chunk.spans, &[&chunk.payload]).as_slice())?;
+                            queue.insert(
+                                key,
+                                store::queued_value(chunk.spans, &[&chunk.payload]).as_slice(),
+                            )?;
                             outcome.queued_spans += u64::from(chunk.spans);
                             outcome.late_spans += u64::from(chunk.spans);
                         }
                         Placement::Buffer => {
-                            pending.insert(key, store::pending_value(&chunk.trace_id, chunk.spans, &chunk.payload).as_slice())?;
+                            pending.insert(
+                                key,
+                                store::pending_value(&chunk.trace_id, chunk.spans, &chunk.payload)
+                                    .as_slice(),
+                            )?;
                             buffered.push((chunk.trace_id, key, chunk.spans, chunk.has_root));
                         }
                     }
@@ -291,9 +335,16 @@ impl Engine {
                         parts.extend_from_slice(payload);
                     }
                 }
-                let mut assembled = AssembledTrace { trace_id: trace.trace_id, spans, payload: parts };
+                let mut assembled = AssembledTrace {
+                    trace_id: trace.trace_id,
+                    spans,
+                    payload: parts,
+                };
                 self.hook.on_trace(&mut assembled);
-                queue.insert(key, store::queued_value(assembled.spans as u32, &[&assembled.payload]).as_slice())?;
+                queue.insert(
+                    key,
+                    store::queued_value(assembled.spans as u32, &[&assembled.payload]).as_slice(),
+                )?;
                 key += 1;
                 outcome.queued_spans += assembled.spans;
                 all_released.push(trace.reason);
@@ -302,16 +353,29 @@ impl Engine {
         tx.commit()?;
         self.next_key = key;
         for reason in all_released {
-            self.metrics.assembler_released_traces.get_or_create(&ReasonLabel { reason: reason.as_str() }).inc();
+            self.metrics
+                .assembler_released_traces
+                .get_or_create(&ReasonLabel {
+                    reason: reason.as_str(),
+                })
+                .inc();
         }
-        self.metrics.storage_commit_seconds.inc_by(started.elapsed().as_secs_f64());
+        self.metrics
+            .storage_commit_seconds
+            .inc_by(started.elapsed().as_secs_f64());
         Ok(outcome)
     }
 
     fn update_gauges(&self) {
-        self.metrics.assembler_traces_in_flight.set(self.assembler.traces_in_flight() as i64);
-        self.metrics.assembler_spans_in_flight.set(self.assembler.spans_in_flight() as i64);
-        self.metrics.exporter_queue_size.set(self.queued_spans as i64);
+        self.metrics
+            .assembler_traces_in_flight
+            .set(self.assembler.traces_in_flight() as i64);
+        self.metrics
+            .assembler_spans_in_flight
+            .set(self.assembler.spans_in_flight() as i64);
+        self.metrics
+            .exporter_queue_size
+            .set(self.queued_spans as i64);
     }
 }
 

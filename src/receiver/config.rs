@@ -31,7 +31,10 @@ pub struct ProtocolsConfig {
 
 impl Default for ProtocolsConfig {
     fn default() -> Self {
-        Self { grpc: Some(GrpcReceiverConfig::default()), http: Some(HttpReceiverConfig::default()) }
+        Self {
+            grpc: Some(GrpcReceiverConfig::default()),
+            http: Some(HttpReceiverConfig::default()),
+        }
     }
 }
 
@@ -41,7 +44,9 @@ where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de> + Default,
 {
-    Ok(Some(Option::<T>::deserialize(deserializer)?.unwrap_or_default()))
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 /// `receivers.otlp.protocols.grpc:` — OTLP/gRPC `TraceService/Export`.
@@ -63,7 +68,11 @@ pub struct GrpcReceiverConfig {
 
 impl Default for GrpcReceiverConfig {
     fn default() -> Self {
-        Self { endpoint: default_grpc_endpoint(), max_recv_msg_size_mib: default_grpc_max_mib(), gzip: true }
+        Self {
+            endpoint: default_grpc_endpoint(),
+            max_recv_msg_size_mib: default_grpc_max_mib(),
+            gzip: true,
+        }
     }
 }
 
@@ -82,7 +91,10 @@ pub struct HttpReceiverConfig {
 
 impl Default for HttpReceiverConfig {
     fn default() -> Self {
-        Self { endpoint: default_http_endpoint(), max_request_body_size: default_http_max_body() }
+        Self {
+            endpoint: default_http_endpoint(),
+            max_request_body_size: default_http_max_body(),
+        }
     }
 }
 

@@ -11,11 +11,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use http_body_util::BodyExt;
 use std::io::Read;
 
 #[derive(Clone)]
@@ -51,14 +51,22 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let encoding = match content_type.as_str() {
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
         other => {
             state.ingest.failed_request("http");
-            let message = format!("unsupported content type `{other}`; use application/x-protobuf or application/json");
+            let message = format!(
+                "unsupported content type `{other}`; use application/x-protobuf or application/json"
+            );
             return error(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, &message);
         }
     };
@@ -72,7 +80,9 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
     let request = match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
             .map_err(|e| format!("undecodable protobuf: {e}")),
-        Encoding::Json => json::decode_traces(&body).map_err(|e| format!("undecodable OTLP/JSON: {e}")),
+        Encoding::Json => {
+            json::decode_traces(&body).map_err(|e| format!("undecodable OTLP/JSON: {e}"))
+        }
     };
     let request = match request {
         Ok(request) => request,
@@ -100,20 +110,37 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
         Err(refusal) => {
             let (message, retry_after) = match refusal {
                 Refusal::Full { what, retry_after } => (what.to_string(), retry_after),
-                Refusal::Storage(_) => ("storage unavailable".to_string(), std::time::Duration::from_secs(5)),
-                Refusal::Stopped => ("shutting down".to_string(), std::time::Duration::from_secs(5)),
+                Refusal::Storage(_) => (
+                    "storage unavailable".to_string(),
+                    std::time::Duration::from_secs(5),
+                ),
+                Refusal::Stopped => (
+                    "shutting down".to_string(),
+                    std::time::Duration::from_secs(5),
+                ),
             };
             let mut response = error(encoding, StatusCode::SERVICE_UNAVAILABLE, &message);
             let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             response
         }
     }
 }
 
 /// The body, gunzipped if needed, refused with 413 once it exceeds `limit` bytes.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
-    let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes"));
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {limit} bytes"),
+        )
+    };
     // An oversize body is still read (and discarded, up to a cap) so the client gets a clean 413
     // instead of a connection reset mid-upload.
     let drain_cap = limit.saturating_mul(4).max(64 * 1024 * 1024);
@@ -122,8 +149,15 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
     let mut over = false;
     let mut body = body;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| (StatusCode::BAD_REQUEST, format!("cannot read request body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("cannot read request body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         seen += data.len();
         if !over && raw.len() + data.len() > limit {
             over = true;
@@ -140,7 +174,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
     if over {
         return Err(too_large());
     }
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
     match encoding.to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(raw),
         "gzip" | "x-gzip" => {
@@ -154,19 +192,34 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
             }
             Ok(out)
         }
-        other => Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("unsupported content encoding `{other}`; use gzip or none"))),
+        other => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content encoding `{other}`; use gzip or none"),
+        )),
     }
 }
 
 fn error(encoding: Encoding, code: StatusCode, message: &str) -> Response {
     let rpc_code = match code {
-        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::InvalidArgument,
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            tonic::Code::InvalidArgument
+        }
         StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
         _ => tonic::Code::Unavailable,
     } as i32;
     let body = match encoding {
-        Encoding::Protobuf => status::Status { code: rpc_code, message: message.to_string(), details: vec![] }.encode_to_vec(),
+        Encoding::Protobuf => status::Status {
+            code: rpc_code,
+            message: message.to_string(),
+            details: vec![],
+        }
+        .encode_to_vec(),
         Encoding::Json => json::status_body(rpc_code, message),
     };
-    (code, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
 }

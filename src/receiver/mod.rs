@@ -22,10 +22,17 @@ pub struct Ingest {
 
 impl Ingest {
     /// Stores the valid spans of a request; `Ok` means they are durable.
-    pub async fn accept(&self, split: SplitRequest, transport: &'static str) -> Result<(), Refusal> {
+    pub async fn accept(
+        &self,
+        split: SplitRequest,
+        transport: &'static str,
+    ) -> Result<(), Refusal> {
         let label = TransportLabel { transport };
         if split.rejected_spans > 0 {
-            self.metrics.receiver_rejected_spans.get_or_create(&label).inc_by(split.rejected_spans);
+            self.metrics
+                .receiver_rejected_spans
+                .get_or_create(&label)
+                .inc_by(split.rejected_spans);
         }
         let accepted = split.accepted_spans;
         if split.chunks.is_empty() {
@@ -33,17 +40,26 @@ impl Ingest {
         }
         match self.engine.ingest(split.chunks).await {
             Ok(()) => {
-                self.metrics.receiver_accepted_spans.get_or_create(&label).inc_by(accepted);
+                self.metrics
+                    .receiver_accepted_spans
+                    .get_or_create(&label)
+                    .inc_by(accepted);
                 Ok(())
             }
             Err(refusal) => {
-                self.metrics.receiver_refused_spans.get_or_create(&label).inc_by(accepted);
+                self.metrics
+                    .receiver_refused_spans
+                    .get_or_create(&label)
+                    .inc_by(accepted);
                 Err(refusal)
             }
         }
     }
 
     pub fn failed_request(&self, transport: &'static str) {
-        self.metrics.receiver_failed_requests.get_or_create(&TransportLabel { transport }).inc();
+        self.metrics
+            .receiver_failed_requests
+            .get_or_create(&TransportLabel { transport })
+            .inc();
     }
 }

@@ -74,12 +74,21 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
     for resource_spans in request.resource_spans {
         let resource_index = resources.len();
         resources.push((
-            resource_spans.resource.map(|r| r.encode_to_vec()).unwrap_or_default(),
+            resource_spans
+                .resource
+                .map(|r| r.encode_to_vec())
+                .unwrap_or_default(),
             resource_spans.schema_url,
         ));
         for scope_spans in resource_spans.scope_spans {
             let scope_index = scopes.len();
-            scopes.push((scope_spans.scope.map(|s| s.encode_to_vec()).unwrap_or_default(), scope_spans.schema_url));
+            scopes.push((
+                scope_spans
+                    .scope
+                    .map(|s| s.encode_to_vec())
+                    .unwrap_or_default(),
+                scope_spans.schema_url,
+            ));
             for span in scope_spans.spans {
                 if let Some(reason) = span_problem(&span) {
                     out.rejected_spans += 1;
@@ -89,18 +98,30 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
                     continue;
                 }
                 out.accepted_spans += 1;
-                let trace_id: TraceId = span.trace_id.as_slice().try_into().expect("validated length");
+                let trace_id: TraceId = span
+                    .trace_id
+                    .as_slice()
+                    .try_into()
+                    .expect("validated length");
                 let group = groups.entry(trace_id).or_insert_with(|| {
                     order.push(trace_id);
                     Group::default()
                 });
                 group.has_root |= span.parent_span_id.is_empty();
-                group.entries.push(Entry { resource: resource_index, scope: scope_index, span: span.encode_to_vec() });
+                group.entries.push(Entry {
+                    resource: resource_index,
+                    scope: scope_index,
+                    span: span.encode_to_vec(),
+                });
             }
         }
     }
     if out.rejected_spans > 0 {
-        out.reject_message = format!("{} span(s) rejected: {}", out.rejected_spans, reasons.join("; "));
+        out.reject_message = format!(
+            "{} span(s) rejected: {}",
+            out.rejected_spans,
+            reasons.join("; ")
+        );
     }
     out.chunks = order
         .into_iter()
@@ -119,7 +140,11 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
 
 /// `TracesData { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope,
 /// spans }] }] }`, written field by field from already encoded parts.
-fn encode_group(entries: &[Entry], resources: &[(Vec<u8>, String)], scopes: &[(Vec<u8>, String)]) -> Vec<u8> {
+fn encode_group(
+    entries: &[Entry],
+    resources: &[(Vec<u8>, String)],
+    scopes: &[(Vec<u8>, String)],
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < entries.len() {
@@ -163,7 +188,9 @@ fn put_bytes(buf: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value,
+    };
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, TracesData};
 
@@ -181,7 +208,9 @@ mod tests {
         Some(Resource {
             attributes: vec![KeyValue {
                 key: "service.name".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(service.into())),
+                }),
                 ..Default::default()
             }],
             ..Default::default()
@@ -190,36 +219,77 @@ mod tests {
 
     #[test]
     fn splits_by_trace_keeping_resource_and_scope() {
-        let scope = |name: &str| Some(InstrumentationScope { name: name.into(), ..Default::default() });
+        let scope = |name: &str| {
+            Some(InstrumentationScope {
+                name: name.into(),
+                ..Default::default()
+            })
+        };
         let request = ExportTraceServiceRequest {
             resource_spans: vec![
                 ResourceSpans {
                     resource: resource("a"),
                     scope_spans: vec![
-                        ScopeSpans { scope: scope("s1"), spans: vec![span(1, 1, None), span(2, 2, Some(9))], schema_url: "u".into() },
-                        ScopeSpans { scope: scope("s2"), spans: vec![span(1, 3, Some(1))], ..Default::default() },
+                        ScopeSpans {
+                            scope: scope("s1"),
+                            spans: vec![span(1, 1, None), span(2, 2, Some(9))],
+                            schema_url: "u".into(),
+                        },
+                        ScopeSpans {
+                            scope: scope("s2"),
+                            spans: vec![span(1, 3, Some(1))],
+                            ..Default::default()
+                        },
                     ],
                     schema_url: "r".into(),
                 },
-                ResourceSpans { resource: resource("b"), scope_spans: vec![ScopeSpans { scope: scope("s3"), spans: vec![span(2, 4, Some(2))], ..Default::default() }], ..Default::default() },
+                ResourceSpans {
+                    resource: resource("b"),
+                    scope_spans: vec![ScopeSpans {
+                        scope: scope("s3"),
+                        spans: vec![span(2, 4, Some(2))],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
             ],
         };
         let split = split_by_trace(request);
-        assert_eq!((split.accepted_spans, split.rejected_spans, split.chunks.len()), (3 + 1, 0, 2));
+        assert_eq!(
+            (
+                split.accepted_spans,
+                split.rejected_spans,
+                split.chunks.len()
+            ),
+            (3 + 1, 0, 2)
+        );
         let first = &split.chunks[0];
-        assert_eq!((first.trace_id, first.spans, first.has_root), ([1; 16], 2, true));
+        assert_eq!(
+            (first.trace_id, first.spans, first.has_root),
+            ([1; 16], 2, true)
+        );
         let decoded = TracesData::decode(first.payload.as_slice()).unwrap();
         assert_eq!(decoded.resource_spans.len(), 1);
         assert_eq!(decoded.resource_spans[0].resource, resource("a"));
         assert_eq!(decoded.resource_spans[0].schema_url, "r");
         let scopes = &decoded.resource_spans[0].scope_spans;
-        assert_eq!(scopes.iter().map(|s| s.scope.as_ref().unwrap().name.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+        assert_eq!(
+            scopes
+                .iter()
+                .map(|s| s.scope.as_ref().unwrap().name.as_str())
+                .collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
         assert_eq!(scopes[0].schema_url, "u");
         assert_eq!(scopes[1].spans[0], span(1, 3, Some(1)));
 
         let second = TracesData::decode(split.chunks[1].payload.as_slice()).unwrap();
         assert!(!split.chunks[1].has_root);
-        assert_eq!(second.resource_spans.len(), 2, "trace 2 spans two resources");
+        assert_eq!(
+            second.resource_spans.len(),
+            2,
+            "trace 2 spans two resources"
+        );
         assert_eq!(second.resource_spans[1].resource, resource("b"));
     }
 
@@ -231,13 +301,24 @@ mod tests {
         short_span.span_id = vec![1, 2, 3];
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans { spans: vec![bad_trace, short_span, span(3, 3, None)], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![bad_trace, short_span, span(3, 3, None)],
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
         };
         let split = split_by_trace(request);
         assert_eq!((split.accepted_spans, split.rejected_spans), (1, 2));
-        assert!(split.reject_message.contains("invalid trace id"), "{}", split.reject_message);
-        assert!(split.reject_message.contains("invalid span id"), "{}", split.reject_message);
+        assert!(
+            split.reject_message.contains("invalid trace id"),
+            "{}",
+            split.reject_message
+        );
+        assert!(
+            split.reject_message.contains("invalid span id"),
+            "{}",
+            split.reject_message
+        );
     }
 }

@@ -17,7 +17,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { path: default_path(), cache_size_mib: default_cache_mib() }
+        Self {
+            path: default_path(),
+            cache_size_mib: default_cache_mib(),
+        }
     }
 }
 

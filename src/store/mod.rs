@@ -20,7 +20,10 @@ pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v1");
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open storage file {path}: {source}")]
-    Open { path: String, source: redb::DatabaseError },
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
     #[error(
         "storage file {path} has schema version {found}, newer than this build understands ({SCHEMA_VERSION}); run a newer tracetopics or point storage.path elsewhere"
     )]
@@ -28,7 +31,10 @@ pub enum StoreError {
     #[error("storage: {0}")]
     Redb(String),
     #[error("cannot create directory for storage file {path}: {source}")]
-    Dir { path: String, source: std::io::Error },
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 macro_rules! redb_errors {
@@ -38,7 +44,12 @@ macro_rules! redb_errors {
         }
     )*};
 }
-redb_errors!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+redb_errors!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 /// A buffered chunk found at start-up, to be put back into the assembler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +71,18 @@ pub struct Recovered {
 pub fn open(config: &StorageConfig) -> Result<(Database, Recovered), StoreError> {
     let path = &config.path;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     let db = Database::builder()
         .set_cache_size(config.cache_size_mib.max(1) * 1024 * 1024)
         .create(path)
-        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
     check_schema(&db, path)?;
     let recovered = recover(&db)?;
     Ok((db, recovered))
@@ -79,7 +95,10 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         let found = meta.get("schema_version")?.map(|v| v.value());
         match found {
             Some(found) if found > SCHEMA_VERSION => {
-                return Err(StoreError::NewerSchema { path: path.display().to_string(), found });
+                return Err(StoreError::NewerSchema {
+                    path: path.display().to_string(),
+                    found,
+                });
             }
             Some(_) => {}
             None => {
@@ -101,7 +120,11 @@ pub fn recover(db: &Database) -> Result<Recovered, StoreError> {
     for entry in pending_table.iter()? {
         let (key, value) = entry?;
         let (trace_id, spans, _) = split_pending(value.value());
-        recovered.pending.push(RecoveredChunk { key: key.value(), trace_id, spans });
+        recovered.pending.push(RecoveredChunk {
+            key: key.value(),
+            trace_id,
+            spans,
+        });
     }
     for entry in queue_table.iter()? {
         let (_, value) = entry?;
@@ -141,7 +164,10 @@ pub fn queued_value(spans: u32, payload_parts: &[&[u8]]) -> Vec<u8> {
 }
 
 pub fn split_queued(value: &[u8]) -> (u32, &[u8]) {
-    (u32::from_le_bytes(value[..4].try_into().expect("4 bytes")), &value[4..])
+    (
+        u32::from_le_bytes(value[..4].try_into().expect("4 bytes")),
+        &value[4..],
+    )
 }
 
 #[cfg(test)]
@@ -151,11 +177,17 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StorageConfig { path: dir.path().join("nested/t.redb"), cache_size_mib: 4 };
+        let config = StorageConfig {
+            path: dir.path().join("nested/t.redb"),
+            cache_size_mib: 4,
+        };
         let (db, recovered) = open(&config).unwrap();
         assert_eq!(recovered.next_key, 0);
         let tx = db.begin_write().unwrap();
-        tx.open_table(META).unwrap().insert("schema_version", SCHEMA_VERSION + 1).unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
         tx.commit().unwrap();
         drop(db);
         let err = open(&config).unwrap_err().to_string();
@@ -165,15 +197,38 @@ mod tests {
     #[test]
     fn recovery_finds_pending_chunks_and_queued_spans() {
         let dir = tempfile::tempdir().unwrap();
-        let config = StorageConfig { path: dir.path().join("t.redb"), cache_size_mib: 4 };
+        let config = StorageConfig {
+            path: dir.path().join("t.redb"),
+            cache_size_mib: 4,
+        };
         let (db, _) = open(&config).unwrap();
         let tx = db.begin_write().unwrap();
-        tx.open_table(PENDING).unwrap().insert(7, pending_value(&[1; 16], 3, b"x").as_slice()).unwrap();
-        tx.open_table(QUEUE).unwrap().insert(9, queued_value(5, &[b"a", b"b"]).as_slice()).unwrap();
+        tx.open_table(PENDING)
+            .unwrap()
+            .insert(7, pending_value(&[1; 16], 3, b"x").as_slice())
+            .unwrap();
+        tx.open_table(QUEUE)
+            .unwrap()
+            .insert(9, queued_value(5, &[b"a", b"b"]).as_slice())
+            .unwrap();
         tx.commit().unwrap();
         drop(db);
         let (_, recovered) = open(&config).unwrap();
-        assert_eq!(recovered.pending, vec![RecoveredChunk { key: 7, trace_id: [1; 16], spans: 3 }]);
-        assert_eq!((recovered.queued_spans, recovered.queued_records, recovered.next_key), (5, 1, 10));
+        assert_eq!(
+            recovered.pending,
+            vec![RecoveredChunk {
+                key: 7,
+                trace_id: [1; 16],
+                spans: 3
+            }]
+        );
+        assert_eq!(
+            (
+                recovered.queued_spans,
+                recovered.queued_records,
+                recovered.next_key
+            ),
+            (5, 1, 10)
+        );
     }
 }

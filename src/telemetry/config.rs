@@ -22,7 +22,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { endpoint: default_metrics_endpoint() }
+        Self {
+            endpoint: default_metrics_endpoint(),
+        }
     }
 }
 
@@ -49,7 +51,10 @@ pub struct LogsConfig {
 
 impl Default for LogsConfig {
     fn default() -> Self {
-        Self { level: default_level(), encoding: LogEncoding::Console }
+        Self {
+            level: default_level(),
+            encoding: LogEncoding::Console,
+        }
     }
 }
 
@@ -64,7 +69,9 @@ pub struct HealthCheckConfig {
 
 impl Default for HealthCheckConfig {
     fn default() -> Self {
-        Self { endpoint: default_health_endpoint() }
+        Self {
+            endpoint: default_health_endpoint(),
+        }
     }
 }
 
@@ -81,7 +88,9 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { shutdown_timeout: default_shutdown_timeout() }
+        Self {
+            shutdown_timeout: default_shutdown_timeout(),
+        }
     }
 }
 

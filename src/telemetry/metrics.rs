@@ -59,27 +59,80 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("tracetopics_receiver_accepted_spans", "Spans accepted and stored durably before the client got its OK", m.receiver_accepted_spans.clone());
+        r.register(
+            "tracetopics_receiver_accepted_spans",
+            "Spans accepted and stored durably before the client got its OK",
+            m.receiver_accepted_spans.clone(),
+        );
         r.register("tracetopics_receiver_refused_spans", "Spans refused with a retryable error (back-pressure or storage trouble); the client keeps them", m.receiver_refused_spans.clone());
-        r.register("tracetopics_receiver_rejected_spans", "Invalid spans rejected through OTLP partial success", m.receiver_rejected_spans.clone());
-        r.register("tracetopics_receiver_failed_requests", "Requests that could not be decoded or were too large", m.receiver_failed_requests.clone());
-        r.register("tracetopics_assembler_traces_in_flight", "Traces waiting to be complete", m.assembler_traces_in_flight.clone());
-        r.register("tracetopics_assembler_spans_in_flight", "Spans of traces waiting to be complete", m.assembler_spans_in_flight.clone());
-        r.register("tracetopics_assembler_released_traces", "Traces released to the pipeline, by reason", m.assembler_released_traces.clone());
-        r.register("tracetopics_assembler_late_spans", "Spans that arrived after their trace was released and were passed on at once", m.assembler_late_spans.clone());
-        r.register("tracetopics_exporter_sent_spans", "Spans the downstream acknowledged", m.exporter_sent_spans.clone());
+        r.register(
+            "tracetopics_receiver_rejected_spans",
+            "Invalid spans rejected through OTLP partial success",
+            m.receiver_rejected_spans.clone(),
+        );
+        r.register(
+            "tracetopics_receiver_failed_requests",
+            "Requests that could not be decoded or were too large",
+            m.receiver_failed_requests.clone(),
+        );
+        r.register(
+            "tracetopics_assembler_traces_in_flight",
+            "Traces waiting to be complete",
+            m.assembler_traces_in_flight.clone(),
+        );
+        r.register(
+            "tracetopics_assembler_spans_in_flight",
+            "Spans of traces waiting to be complete",
+            m.assembler_spans_in_flight.clone(),
+        );
+        r.register(
+            "tracetopics_assembler_released_traces",
+            "Traces released to the pipeline, by reason",
+            m.assembler_released_traces.clone(),
+        );
+        r.register(
+            "tracetopics_assembler_late_spans",
+            "Spans that arrived after their trace was released and were passed on at once",
+            m.assembler_late_spans.clone(),
+        );
+        r.register(
+            "tracetopics_exporter_sent_spans",
+            "Spans the downstream acknowledged",
+            m.exporter_sent_spans.clone(),
+        );
         r.register("tracetopics_exporter_send_failed_spans", "Spans given up on: permanent downstream errors, partial-success rejections, retry time exhausted", m.exporter_send_failed_spans.clone());
-        r.register("tracetopics_exporter_requests_retried", "Export requests retried after a retryable failure", m.exporter_requests_retried.clone());
-        r.register("tracetopics_exporter_queue_size", "Spans in the persistent sending queue", m.exporter_queue_size.clone());
-        r.register("tracetopics_exporter_queue_capacity", "Capacity of the sending queue in spans (sending_queue.queue_size)", m.exporter_queue_capacity.clone());
-        r.register("tracetopics_storage_commit_failures", "redb commits that failed", m.storage_commit_failures.clone());
-        r.register("tracetopics_storage_commit_seconds", "Time spent in durable redb commits", m.storage_commit_seconds.clone());
+        r.register(
+            "tracetopics_exporter_requests_retried",
+            "Export requests retried after a retryable failure",
+            m.exporter_requests_retried.clone(),
+        );
+        r.register(
+            "tracetopics_exporter_queue_size",
+            "Spans in the persistent sending queue",
+            m.exporter_queue_size.clone(),
+        );
+        r.register(
+            "tracetopics_exporter_queue_capacity",
+            "Capacity of the sending queue in spans (sending_queue.queue_size)",
+            m.exporter_queue_capacity.clone(),
+        );
+        r.register(
+            "tracetopics_storage_commit_failures",
+            "redb commits that failed",
+            m.storage_commit_failures.clone(),
+        );
+        r.register(
+            "tracetopics_storage_commit_seconds",
+            "Time spent in durable redb commits",
+            m.storage_commit_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }

@@ -20,7 +20,9 @@ pub fn init_logs(config: &LogsConfig) {
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.encoding {
         LogEncoding::Console => builder.with_ansi(ansi).try_init(),
         LogEncoding::Json => builder.json().with_ansi(false).try_init(),
@@ -28,25 +30,40 @@ pub fn init_logs(config: &LogsConfig) {
 }
 
 pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
-    Router::new().route("/metrics", get(serve_metrics)).with_state(metrics)
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(metrics)
 }
 
 async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         metrics.encode(),
     )
 }
 
 /// `GET /` answers 200 while the sidecar accepts data and 503 once it is draining.
 pub fn health_router(healthy: Arc<AtomicBool>) -> Router {
-    Router::new().route("/", get(serve_health)).with_state(healthy)
+    Router::new()
+        .route("/", get(serve_health))
+        .with_state(healthy)
 }
 
 async fn serve_health(State(healthy): State<Arc<AtomicBool>>) -> impl IntoResponse {
     if healthy.load(Ordering::Relaxed) {
-        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"Server available"}"#)
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"Server available"}"#,
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], r#"{"status":"Server not available"}"#)
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"Server not available"}"#,
+        )
     }
 }

@@ -2,8 +2,12 @@
 //! that binds every port to 0 and keeps its redb file in a temp dir.
 #![allow(dead_code)]
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
@@ -24,7 +28,11 @@ pub struct SinkBehaviour {
 
 impl Default for SinkBehaviour {
     fn default() -> Self {
-        Self { fail_first: 0, code: tonic::Code::Unavailable, retry_delay: None }
+        Self {
+            fail_first: 0,
+            code: tonic::Code::Unavailable,
+            retry_delay: None,
+        }
     }
 }
 
@@ -57,7 +65,9 @@ impl TraceService for SinkService {
         if state.attempts <= sink.behaviour.fail_first {
             let b = &sink.behaviour;
             return Err(match b.retry_delay {
-                Some(delay) => tracetopics::otlp::status::grpc_status_with_retry(b.code, "sink refuses", delay),
+                Some(delay) => {
+                    tracetopics::otlp::status::grpc_status_with_retry(b.code, "sink refuses", delay)
+                }
                 None => tonic::Status::new(b.code, "sink refuses"),
             });
         }
@@ -65,7 +75,9 @@ impl TraceService for SinkService {
         let spans = count_spans(&request);
         state.accepted.push(request);
         sink.spans_seen.send_modify(|n| *n += spans);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -118,7 +130,11 @@ impl Sink {
             for rs in request.resource_spans {
                 let service = rs.resource.as_ref().map(service_name).unwrap_or_default();
                 for ss in rs.scope_spans {
-                    let scope = ss.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                    let scope = ss
+                        .scope
+                        .as_ref()
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
                     for span in ss.spans {
                         out.push((service.clone(), scope.clone(), span));
                     }
@@ -130,7 +146,12 @@ impl Sink {
 }
 
 pub fn count_spans(request: &ExportTraceServiceRequest) -> usize {
-    request.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
 }
 
 pub fn service_name(resource: &Resource) -> String {
@@ -148,7 +169,9 @@ pub fn service_name(resource: &Resource) -> String {
 pub fn string_attr(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
         ..Default::default()
     }
 }
@@ -171,7 +194,11 @@ pub fn rich_span(trace: u32, index: u32) -> Span {
     Span {
         trace_id: trace_id(trace),
         span_id: span_id(trace, index),
-        parent_span_id: if index == 0 { vec![] } else { span_id(trace, 0) },
+        parent_span_id: if index == 0 {
+            vec![]
+        } else {
+            span_id(trace, 0)
+        },
         name: format!("op-{trace}-{index}"),
         kind: 2,
         start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(index),
@@ -180,7 +207,9 @@ pub fn rich_span(trace: u32, index: u32) -> Span {
             string_attr("gen_ai.operation.name", "chat"),
             KeyValue {
                 key: "gen_ai.usage.input_tokens".into(),
-                value: Some(AnyValue { value: Some(any_value::Value::IntValue(i64::from(index) * 100)) }),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(i64::from(index) * 100)),
+                }),
                 ..Default::default()
             },
         ],
@@ -198,7 +227,14 @@ pub fn rich_span(trace: u32, index: u32) -> Span {
             dropped_attributes_count: 0,
             flags: 1,
         }],
-        status: Some(Status { message: if index == 2 { "boom".into() } else { String::new() }, code: if index == 2 { 2 } else { 1 } }),
+        status: Some(Status {
+            message: if index == 2 {
+                "boom".into()
+            } else {
+                String::new()
+            },
+            code: if index == 2 { 2 } else { 1 },
+        }),
         flags: 1,
         ..Default::default()
     }
@@ -207,9 +243,16 @@ pub fn rich_span(trace: u32, index: u32) -> Span {
 pub fn request(service: &str, scope: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![string_attr("service.name", service)], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![string_attr("service.name", service)],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: scope.into(), version: "1.0".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: scope.into(),
+                    version: "1.0".into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],
@@ -234,7 +277,11 @@ service:\n  shutdown_timeout: 5s\n",
     Config::parse(&text, |_| None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub async fn grpc_client(addr: SocketAddr) -> opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<tonic::transport::Channel> {
+pub async fn grpc_client(
+    addr: SocketAddr,
+) -> opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient<
+    tonic::transport::Channel,
+> {
     opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap()
@@ -250,18 +297,33 @@ pub fn spans_by_trace(sink: &Sink) -> HashMap<Vec<u8>, Vec<Span>> {
 }
 
 pub async fn metrics_text(addr: SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// The value of one Prometheus sample line, e.g. `tracetopics_exporter_sent_spans_total`.
 pub fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 
 /// Sends arbitrary bytes as a gRPC TraceService/Export request (for malformed-payload tests).
-pub async fn grpc_raw_export(addr: SocketAddr, body: Vec<u8>, gzip: bool) -> Result<(), tonic::Status> {
+pub async fn grpc_raw_export(
+    addr: SocketAddr,
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<(), tonic::Status> {
     use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
     struct Raw;
     struct RawEnc;
@@ -293,14 +355,22 @@ pub async fn grpc_raw_export(addr: SocketAddr, body: Vec<u8>, gzip: bool) -> Res
             RawDec
         }
     }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     if gzip {
         grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
     }
     grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
-    grpc.unary(tonic::Request::new(body), path, Raw).await.map(|_| ())
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    grpc.unary(tonic::Request::new(body), path, Raw)
+        .await
+        .map(|_| ())
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
