@@ -200,6 +200,23 @@ async fn individually_invalid_spans_are_rejected_through_partial_success() {
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "1");
 
+    // Bad UTF-8 inside one span rejects that span only; its neighbour is delivered.
+    let mut corrupt = rich_span(3, 0);
+    corrupt.name = "Z~Z~".into();
+    let mut bytes = request("svc", "s", vec![rich_span(3, 1), corrupt]).encode_to_vec();
+    let at = bytes.windows(4).position(|w| w == b"Z~Z~").unwrap();
+    bytes[at + 1] = 0xff;
+    let response = post(http, "application/x-protobuf", false, bytes).await;
+    assert_eq!(response.status(), 200);
+    let decoded = ExportTraceServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    let partial = decoded.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("UTF-8"),
+        "{}",
+        partial.error_message
+    );
+
     // Full success leaves partial_success unset.
     let response = client
         .export(request("svc", "s", vec![rich_span(2, 0)]))
@@ -208,15 +225,16 @@ async fn individually_invalid_spans_are_rejected_through_partial_success() {
         .into_inner();
     assert_eq!(response.partial_success, None);
 
-    // The valid spans all arrive: 1 + 1 (gRPC, HTTP: same span twice, different requests) + 1 + 1.
-    assert_eq!(sink.wait_for_spans(4, WAIT).await, 4);
+    // The valid spans all arrive: 1 + 1 (gRPC, HTTP: same span twice, different requests) + 1
+    // (JSON) + 1 (beside the bad UTF-8) + 1.
+    assert_eq!(sink.wait_for_spans(5, WAIT).await, 5);
     let text = metrics_text(sidecar.addresses.metrics).await;
     assert_eq!(
         metric(
             &text,
             "tracetopics_receiver_rejected_spans_total{transport=\"http\"}"
         ),
-        3.0
+        4.0
     );
     sidecar.shutdown().await;
 }

@@ -51,8 +51,8 @@ fn the_example_config_parses_and_matches_the_defaults() {
     );
     assert_eq!(config.health_check.endpoint.address(), "localhost:13133");
     // Serializing the parsed example must give back the defaults for everything it documents.
-    let mut expected = serde_yaml_ng::to_value(&defaults).unwrap();
-    let mut actual = serde_yaml_ng::to_value(&config).unwrap();
+    let expected = serde_yaml_ng::to_value(&defaults).unwrap();
+    let actual = serde_yaml_ng::to_value(&config).unwrap();
     assert_eq!(
         actual, expected,
         "config.example.yaml drifted from the defaults"

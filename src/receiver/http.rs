@@ -2,7 +2,7 @@
 //! gzip. The response is written in the request's encoding.
 
 use super::Ingest;
-use super::split::split_by_trace;
+use super::split::{split_by_trace, split_encoded};
 use crate::otlp::{json, status};
 use crate::pipeline::Refusal;
 use axum::Router;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
 use std::io::Read;
@@ -77,21 +77,21 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
             return error(encoding, code, &message);
         }
     };
-    let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
-            .map_err(|e| format!("undecodable protobuf: {e}")),
-        Encoding::Json => {
-            json::decode_traces(&body).map_err(|e| format!("undecodable OTLP/JSON: {e}"))
+    let split = match encoding {
+        Encoding::Protobuf => {
+            split_encoded(&body).map_err(|e| format!("undecodable protobuf: {e}"))
         }
+        Encoding::Json => json::decode_traces(&body)
+            .map(split_by_trace)
+            .map_err(|e| format!("undecodable OTLP/JSON: {e}")),
     };
-    let request = match request {
-        Ok(request) => request,
+    let split = match split {
+        Ok(split) => split,
         Err(message) => {
             state.ingest.failed_request("http");
             return error(encoding, StatusCode::BAD_REQUEST, &message);
         }
     };
-    let split = split_by_trace(request);
     let (rejected, reject_message) = (split.rejected_spans, split.reject_message.clone());
     match state.ingest.accept(split, "http").await {
         Ok(()) => {

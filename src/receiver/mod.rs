@@ -5,6 +5,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod split;
+pub mod wire;
 
 use crate::pipeline::{EngineHandle, Refusal};
 use crate::telemetry::metrics::{Metrics, TransportLabel};

@@ -3,6 +3,7 @@
 //! Chunks are assembled at the protobuf wire level so each span, resource and scope is encoded
 //! exactly once however many traces share them.
 
+use super::wire::{self, Reader, Value, WireError};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
@@ -30,88 +31,94 @@ pub struct SplitRequest {
     pub reject_message: String,
 }
 
-impl SplitRequest {
-    pub fn total_spans(&self) -> u64 {
-        self.accepted_spans + self.rejected_spans
-    }
-}
-
-/// Why a single span cannot be accepted.
-pub fn span_problem(span: &Span) -> Option<&'static str> {
-    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+/// Why a span with these ids cannot be accepted.
+pub fn id_problem(trace_id: &[u8], span_id: &[u8], parent_span_id: &[u8]) -> Option<&'static str> {
+    if trace_id.len() != 16 || trace_id.iter().all(|b| *b == 0) {
         return Some("invalid trace id (must be 16 bytes, not all zero)");
     }
-    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+    if span_id.len() != 8 || span_id.iter().all(|b| *b == 0) {
         return Some("invalid span id (must be 8 bytes, not all zero)");
     }
-    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+    if !parent_span_id.is_empty() && parent_span_id.len() != 8 {
         return Some("invalid parent span id (must be empty or 8 bytes)");
     }
     None
 }
 
-struct Entry {
+pub fn span_problem(span: &Span) -> Option<&'static str> {
+    id_problem(&span.trace_id, &span.span_id, &span.parent_span_id)
+}
+
+struct Entry<'a> {
     resource: usize,
     scope: usize,
-    span: Vec<u8>,
+    span: &'a [u8],
 }
 
 #[derive(Default)]
-struct Group {
-    entries: Vec<Entry>,
+struct Group<'a> {
+    entries: Vec<Entry<'a>>,
     has_root: bool,
 }
 
+/// Splits a decoded request (OTLP/JSON arrives this way).
 pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
+    split_encoded(&request.encode_to_vec()).expect("prost writes valid protobuf")
+}
+
+/// Splits an encoded `ExportTraceServiceRequest`. A span whose bytes a strict decoder would
+/// refuse (bad UTF-8, wrong wire types) or whose ids are invalid is rejected alone; a request
+/// whose structure is broken is refused whole.
+pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
     let mut out = SplitRequest::default();
     let mut reasons: Vec<&'static str> = Vec::new();
+    let mut reject = |out: &mut SplitRequest, reason: &'static str| {
+        out.rejected_spans += 1;
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    };
     let mut order: Vec<TraceId> = Vec::new();
     let mut groups: HashMap<TraceId, Group> = HashMap::new();
-    // Per resource: encoded resource, schema url; per scope: (resource idx, encoded scope, schema).
-    let mut resources: Vec<(Vec<u8>, String)> = Vec::new();
-    let mut scopes: Vec<(Vec<u8>, String)> = Vec::new();
+    // Per resource and per scope: their encoded message and schema url, kept as slices.
+    let mut resources: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut scopes: Vec<(&[u8], &[u8])> = Vec::new();
 
-    for resource_spans in request.resource_spans {
+    let mut top = Reader::new(request);
+    while let Some((field, value)) = top.next_field()? {
+        let resource_spans = match (field, value) {
+            (1, Value::Len(bytes)) => bytes,
+            (1, _) => return Err(WireError("resource_spans: unexpected wire type".into())),
+            _ => continue,
+        };
+        let (resource, schema_url, scope_spans_list) = parts(resource_spans, wire::resource)?;
         let resource_index = resources.len();
-        resources.push((
-            resource_spans
-                .resource
-                .map(|r| r.encode_to_vec())
-                .unwrap_or_default(),
-            resource_spans.schema_url,
-        ));
-        for scope_spans in resource_spans.scope_spans {
+        resources.push((resource, schema_url));
+        for scope_spans in scope_spans_list {
+            let (scope, schema_url, spans) = parts(scope_spans, wire::scope)?;
             let scope_index = scopes.len();
-            scopes.push((
-                scope_spans
-                    .scope
-                    .map(|s| s.encode_to_vec())
-                    .unwrap_or_default(),
-                scope_spans.schema_url,
-            ));
-            for span in scope_spans.spans {
-                if let Some(reason) = span_problem(&span) {
-                    out.rejected_spans += 1;
-                    if !reasons.contains(&reason) {
-                        reasons.push(reason);
-                    }
+            scopes.push((scope, schema_url));
+            for span in spans {
+                if wire::validate(span, wire::span).is_err() {
+                    reject(&mut out, "undecodable span (invalid UTF-8 or wire types)");
+                    continue;
+                }
+                let (trace_id, span_id, parent) = wire::span_ids(span)?;
+                if let Some(reason) = id_problem(trace_id, span_id, parent) {
+                    reject(&mut out, reason);
                     continue;
                 }
                 out.accepted_spans += 1;
-                let trace_id: TraceId = span
-                    .trace_id
-                    .as_slice()
-                    .try_into()
-                    .expect("validated length");
+                let trace_id: TraceId = trace_id.try_into().expect("validated length");
                 let group = groups.entry(trace_id).or_insert_with(|| {
                     order.push(trace_id);
                     Group::default()
                 });
-                group.has_root |= span.parent_span_id.is_empty();
+                group.has_root |= parent.is_empty();
                 group.entries.push(Entry {
                     resource: resource_index,
                     scope: scope_index,
-                    span: span.encode_to_vec(),
+                    span,
                 });
             }
         }
@@ -135,17 +142,45 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
             }
         })
         .collect();
-    out
+    Ok(out)
+}
+
+/// The three fields shared by `ResourceSpans` and `ScopeSpans`: the (validated) resource or
+/// scope message (field 1), the repeated children (field 2) and the schema url (field 3).
+fn parts(
+    message: &[u8],
+    head_schema: wire::Schema,
+) -> Result<(&[u8], &[u8], Vec<&[u8]>), WireError> {
+    let (mut head, mut schema_url, mut children): (&[u8], &[u8], Vec<&[u8]>) =
+        (&[], &[], Vec::new());
+    let mut reader = Reader::new(message);
+    while let Some((field, value)) = reader.next_field()? {
+        match (field, value) {
+            (1, Value::Len(bytes)) => {
+                wire::validate(bytes, head_schema)?;
+                head = bytes;
+            }
+            (2, Value::Len(bytes)) => children.push(bytes),
+            (3, Value::Len(bytes)) => {
+                std::str::from_utf8(bytes)
+                    .map_err(|_| WireError("schema_url is not valid UTF-8".into()))?;
+                schema_url = bytes;
+            }
+            (1..=3, _) => return Err(WireError(format!("field {field}: unexpected wire type"))),
+            _ => {}
+        }
+    }
+    Ok((head, schema_url, children))
 }
 
 /// `TracesData { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope,
 /// spans }] }] }`, written field by field from already encoded parts.
 fn encode_group(
     entries: &[Entry],
-    resources: &[(Vec<u8>, String)],
-    scopes: &[(Vec<u8>, String)],
+    resources: &[(&[u8], &[u8])],
+    scopes: &[(&[u8], &[u8])],
 ) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.span.len() + 4).sum::<usize>() + 64);
     let mut i = 0;
     while i < entries.len() {
         let resource = entries[i].resource;
@@ -162,16 +197,16 @@ fn encode_group(
                 put_bytes(&mut scope_body, 1, scope_bytes);
             }
             while i < entries.len() && entries[i].scope == scope {
-                put_bytes(&mut scope_body, 2, &entries[i].span);
+                put_bytes(&mut scope_body, 2, entries[i].span);
                 i += 1;
             }
             if !scope_schema.is_empty() {
-                put_bytes(&mut scope_body, 3, scope_schema.as_bytes());
+                put_bytes(&mut scope_body, 3, scope_schema);
             }
             put_bytes(&mut resource_body, 2, &scope_body);
         }
         if !resource_schema.is_empty() {
-            put_bytes(&mut resource_body, 3, resource_schema.as_bytes());
+            put_bytes(&mut resource_body, 3, resource_schema);
         }
         put_bytes(&mut out, 1, &resource_body);
     }
@@ -291,6 +326,42 @@ mod tests {
             "trace 2 spans two resources"
         );
         assert_eq!(second.resource_spans[1].resource, resource("b"));
+    }
+
+    #[test]
+    fn undecodable_spans_are_rejected_alone_and_broken_structure_fails_the_request() {
+        let good = request_with(vec![span(1, 1, None)]);
+        let mut bytes = good.encode_to_vec();
+        // The span's name is its last field: corrupt one byte of it into invalid UTF-8.
+        let at = bytes.len() - 1;
+        bytes[at] = 0xff;
+        let split = split_encoded(&bytes).unwrap();
+        assert_eq!((split.accepted_spans, split.rejected_spans), (0, 1));
+        assert!(
+            split.reject_message.contains("undecodable"),
+            "{}",
+            split.reject_message
+        );
+        assert!(
+            split_encoded(&bytes[..bytes.len() - 3]).is_err(),
+            "truncated request"
+        );
+        assert!(
+            split_encoded(&[0x08, 0x01]).is_err(),
+            "resource_spans as a varint"
+        );
+    }
+
+    fn request_with(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
     }
 
     #[test]
