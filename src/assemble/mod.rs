@@ -109,6 +109,16 @@ impl Assembler {
         self.traces.contains_key(trace_id)
     }
 
+    /// How late a release may be: a small fraction of the shortest wait, at most 100ms, so due
+    /// traces are released in batches rather than one wake-up each.
+    pub fn release_tick(&self) -> Duration {
+        let shortest = match self.config.wait_after_root {
+            Some(root) => root.get().min(self.config.idle_wait.get()),
+            None => self.config.idle_wait.get(),
+        };
+        (shortest / 20).clamp(Duration::from_millis(1), Duration::from_millis(100))
+    }
+
     /// Forgets every buffered trace (the caller re-adds them from storage).
     pub fn reset(&mut self) {
         self.traces.clear();

@@ -92,6 +92,7 @@ pub struct Engine {
     next_key: u64,
     queued_spans: u64,
     queue_capacity: u64,
+    release_tick: Duration,
 }
 
 /// Back-off asked of clients when the buffer or queue is full.
@@ -111,6 +112,7 @@ impl Engine {
     ) -> (EngineHandle, std::thread::JoinHandle<()>) {
         let (sender, receiver) = sync_channel(1024);
         let queue_grew = Arc::new(Notify::new());
+        let release_tick = assembler.release_tick();
         let mut engine = Engine {
             db,
             assembler,
@@ -120,6 +122,7 @@ impl Engine {
             next_key: recovered.next_key,
             queued_spans: recovered.queued_spans,
             queue_capacity,
+            release_tick,
         };
         let now = Instant::now();
         for chunk in &recovered.pending {
@@ -140,13 +143,16 @@ impl Engine {
     }
 
     fn run(mut self, receiver: Receiver<Command>) {
+        let mut last_step = Instant::now();
         loop {
             let now = Instant::now();
-            let wait = crate::assemble::wait_until(
-                self.assembler.next_deadline(),
-                now,
-                Duration::from_secs(3600),
-            );
+            // Every trace has its own deadline; waking for each would cost a commit per trace.
+            // Releases are batched instead: at most one timer wake-up per tick.
+            let next = self
+                .assembler
+                .next_deadline()
+                .map(|deadline| deadline.max(last_step + self.release_tick));
+            let wait = crate::assemble::wait_until(next, now, Duration::from_secs(3600));
             let mut commands = Vec::new();
             match receiver.recv_timeout(wait) {
                 Ok(command) => commands.push(command),
@@ -159,7 +165,8 @@ impl Engine {
                     Err(_) => break,
                 }
             }
-            self.step(commands, Instant::now());
+            last_step = Instant::now();
+            self.step(commands, last_step);
         }
         tracing::debug!("engine stopped");
     }
