@@ -10,7 +10,8 @@ pub struct StorageConfig {
     /// downstream acknowledged it, so put it on a persistent volume.
     #[serde(default = "default_path")]
     pub path: PathBuf,
-    /// Page cache redb may use, in MiB. Default 32.
+    /// Page cache redb may use, in MiB. Default 4: the working set is the tail of the queue,
+    /// and every MiB here is resident memory.
     #[serde(default = "default_cache_mib")]
     pub cache_size_mib: usize,
 }
@@ -28,5 +29,5 @@ fn default_path() -> PathBuf {
     PathBuf::from("./data/tracetopics.redb")
 }
 fn default_cache_mib() -> usize {
-    32
+    4
 }
