@@ -145,7 +145,8 @@ pub struct BatchConfig {
     #[serde(default = "default_batch_size")]
     pub send_batch_size: usize,
     /// Upper bound of one request in bytes (before compression). Default 4 MiB, which fits
-    /// the default gRPC receive limit downstream.
+    /// the default gRPC receive limit downstream. A single trace larger than this is sent in
+    /// several requests, cut between the requests it arrived in.
     #[serde(default = "default_batch_bytes")]
     pub send_batch_max_bytes: usize,
     /// A smaller batch is sent after waiting this long. Default `200ms`.

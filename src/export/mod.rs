@@ -9,6 +9,7 @@ pub mod retry;
 pub mod target;
 
 use crate::pipeline::EngineHandle;
+use crate::receiver::wire::{Reader, Value};
 use crate::store::{self, QUEUE};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use bytes::Bytes;
@@ -183,8 +184,25 @@ impl Exporter {
         }
     }
 
-    /// Sends one batch until it is delivered, permanently refused, or out of retry time.
+    /// Sends one batch until it is delivered, permanently refused, or out of retry time, then
+    /// lets the engine delete its records.
     async fn deliver(&self, batch: Batch, permit: OwnedSemaphorePermit) {
+        let payload = Bytes::from(batch.payload);
+        let parts = split_request(payload, self.config.batch.send_batch_max_bytes);
+        if parts.len() == 1 {
+            let part = parts.into_iter().next().expect("one part");
+            self.send_part(part, batch.spans).await;
+        } else {
+            for part in parts {
+                let spans = count_spans(&part);
+                self.send_part(part, spans).await;
+            }
+        }
+        self.engine.delivered(batch.keys, batch.spans).await;
+        drop(permit);
+    }
+
+    async fn send_part(&self, payload: Bytes, spans: u64) {
         let retry = &self.config.retry_on_failure;
         let mut backoff = Backoff::new(
             retry.initial_interval.get(),
@@ -193,7 +211,6 @@ impl Exporter {
             retry.randomization_factor,
         );
         let started = Instant::now();
-        let payload = Bytes::from(batch.payload);
         let failed = |reason: &'static str, spans: u64| {
             self.metrics
                 .exporter_send_failed_spans
@@ -203,43 +220,144 @@ impl Exporter {
         loop {
             match self.client.export(payload.clone()).await {
                 Ok(accepted) => {
-                    let rejected = accepted.rejected_spans.min(batch.spans);
-                    self.metrics
-                        .exporter_sent_spans
-                        .inc_by(batch.spans - rejected);
+                    let rejected = accepted.rejected_spans.min(spans);
+                    self.metrics.exporter_sent_spans.inc_by(spans - rejected);
                     if rejected > 0 {
                         failed("rejected", rejected);
                         tracing::warn!(rejected, message = %accepted.message, "downstream rejected spans (partial success); not retried");
                     }
-                    break;
+                    return;
                 }
                 Err(error) => match classify(&error) {
                     Decision::Drop => {
-                        failed("permanent", batch.spans);
-                        tracing::error!(%error, spans = batch.spans, "downstream refused the batch permanently; dropping it");
-                        break;
+                        failed("permanent", spans);
+                        tracing::error!(%error, spans, "downstream refused the batch permanently; dropping it");
+                        return;
                     }
                     Decision::Retry(_) if !retry.enabled => {
-                        failed("retry_disabled", batch.spans);
-                        tracing::error!(%error, spans = batch.spans, "export failed and retry_on_failure is disabled; dropping the batch");
-                        break;
+                        failed("retry_disabled", spans);
+                        tracing::error!(%error, spans, "export failed and retry_on_failure is disabled; dropping the batch");
+                        return;
                     }
                     Decision::Retry(server_delay) => {
                         let delay = backoff.delay(server_delay, fastrand::f64());
                         let max_elapsed = retry.max_elapsed_time.get();
                         if !max_elapsed.is_zero() && started.elapsed() + delay > max_elapsed {
-                            failed("retries_exhausted", batch.spans);
-                            tracing::error!(%error, spans = batch.spans, "giving up after retry_on_failure.max_elapsed_time");
-                            break;
+                            failed("retries_exhausted", spans);
+                            tracing::error!(%error, spans, "giving up after retry_on_failure.max_elapsed_time");
+                            return;
                         }
                         self.metrics.exporter_requests_retried.inc();
-                        tracing::warn!(%error, retry_in = ?delay, spans = batch.spans, "export failed; will retry");
+                        tracing::warn!(%error, retry_in = ?delay, spans, "export failed; will retry");
                         tokio::time::sleep(delay).await;
                     }
                 },
             }
         }
-        self.engine.delivered(batch.keys, batch.spans).await;
-        drop(permit);
+    }
+}
+
+/// Cuts a request larger than `max_bytes` into several at `ResourceSpans` boundaries (a trace
+/// assembled from many requests has one per chunk), so one huge trace does not exceed the
+/// downstream's message limit. A single `ResourceSpans` over the limit still goes alone.
+fn split_request(payload: Bytes, max_bytes: usize) -> Vec<Bytes> {
+    if payload.len() <= max_bytes {
+        return vec![payload];
+    }
+    let mut parts = Vec::new();
+    let mut reader = Reader::new(&payload);
+    let (mut start, mut end) = (0, 0);
+    loop {
+        let field_start = payload.len() - reader.remaining();
+        match reader.next_field() {
+            Ok(Some(_)) => {
+                let field_end = payload.len() - reader.remaining();
+                if end > start && field_end - start > max_bytes {
+                    parts.push(payload.slice(start..end));
+                    start = field_start;
+                }
+                end = field_end;
+            }
+            // Queue records are written by this process and always well-formed; should one
+            // not be, send the rest whole and let the downstream judge it.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    parts.push(payload.slice(start..));
+    parts
+}
+
+/// Spans in an encoded `TracesData` / `ExportTraceServiceRequest`.
+fn count_spans(payload: &[u8]) -> u64 {
+    let mut count = 0;
+    let mut top = Reader::new(payload);
+    while let Ok(Some((1, Value::Len(resource_spans)))) = top.next_field() {
+        let mut rs = Reader::new(resource_spans);
+        while let Ok(Some((field, value))) = rs.next_field() {
+            if let (2, Value::Len(scope_spans)) = (field, value) {
+                let mut ss = Reader::new(scope_spans);
+                while let Ok(Some((field, _))) = ss.next_field() {
+                    count += u64::from(field == 2);
+                }
+            }
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::split::split_by_trace;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
+    use prost::Message;
+
+    fn chunk(trace: u8, spans: u8) -> Vec<u8> {
+        let spans = (1..=spans)
+            .map(|i| Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![i; 8],
+                name: "x".repeat(100),
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        split_by_trace(request).chunks.remove(0).payload
+    }
+
+    #[test]
+    fn oversize_requests_are_cut_at_resource_boundaries_without_losing_a_span() {
+        let payload: Vec<u8> = [chunk(1, 5), chunk(2, 3), chunk(3, 4), chunk(4, 1)].concat();
+        let whole = Bytes::from(payload);
+        assert_eq!(count_spans(&whole), 13);
+        assert_eq!(split_request(whole.clone(), whole.len()).len(), 1);
+        let parts = split_request(whole.clone(), 700);
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(|p| count_spans(p)).sum::<u64>(), 13);
+        assert_eq!(
+            parts.concat(),
+            whole.to_vec(),
+            "parts are a partition of the request"
+        );
+        for part in &parts {
+            assert!(
+                part.len() <= 700
+                    || TracesData::decode(part.as_ref())
+                        .unwrap()
+                        .resource_spans
+                        .len()
+                        == 1
+            );
+            TracesData::decode(part.as_ref()).expect("each part is a valid request");
+        }
     }
 }

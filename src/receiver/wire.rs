@@ -32,6 +32,11 @@ impl<'a> Reader<'a> {
         Self { buf }
     }
 
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     fn varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for (i, byte) in self.buf.iter().take(10).enumerate() {
