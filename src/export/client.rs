@@ -26,6 +26,7 @@ pub struct Accepted {
 pub enum OtlpClient {
     Grpc {
         channel: tonic::transport::Channel,
+        url: String,
         metadata: tonic::metadata::MetadataMap,
         gzip: bool,
         timeout: Duration,
@@ -44,7 +45,7 @@ impl OtlpClient {
         let timeout = config.timeout.get();
         match ExportTarget::from_config(config)? {
             ExportTarget::Grpc(url) => {
-                let channel = tonic::transport::Endpoint::from_shared(url)
+                let channel = tonic::transport::Endpoint::from_shared(url.clone())
                     .map_err(|e| e.to_string())?
                     .connect_timeout(timeout)
                     .timeout(timeout)
@@ -63,6 +64,7 @@ impl OtlpClient {
                 }
                 Ok(OtlpClient::Grpc {
                     channel,
+                    url,
                     metadata,
                     gzip,
                     timeout,
@@ -94,6 +96,13 @@ impl OtlpClient {
         }
     }
 
+    /// Where requests go, for logs.
+    pub fn endpoint(&self) -> &str {
+        match self {
+            OtlpClient::Grpc { url, .. } | OtlpClient::Http { url, .. } => url,
+        }
+    }
+
     /// Sends one encoded `ExportTraceServiceRequest`.
     pub async fn export(&self, request: Bytes) -> Result<Accepted, SendError> {
         match self {
@@ -102,6 +111,7 @@ impl OtlpClient {
                 metadata,
                 gzip,
                 timeout,
+                ..
             } => {
                 let mut grpc = tonic::client::Grpc::new(channel.clone());
                 if *gzip {

@@ -231,7 +231,7 @@ impl Exporter {
                 Err(error) => match classify(&error) {
                     Decision::Drop => {
                         failed("permanent", spans);
-                        tracing::error!(%error, spans, "downstream refused the batch permanently; dropping it");
+                        tracing::error!(%error, endpoint = self.client.endpoint(), spans, "downstream refused the batch permanently; dropping it");
                         return;
                     }
                     Decision::Retry(_) if !retry.enabled => {
@@ -248,7 +248,7 @@ impl Exporter {
                             return;
                         }
                         self.metrics.exporter_requests_retried.inc();
-                        tracing::warn!(%error, retry_in = ?delay, spans, "export failed; will retry");
+                        tracing::warn!(%error, endpoint = self.client.endpoint(), retry_in = ?delay, spans, "export failed; will retry");
                         tokio::time::sleep(delay).await;
                     }
                 },
