@@ -46,10 +46,12 @@ async fn a_downstream_refusing_for_a_while_loses_nothing() {
     send_traces(sidecar.addresses.grpc.unwrap(), 10, 3).await;
     assert_eq!(sink.wait_for_spans(30, WAIT).await, 30);
     assert!(sink.attempts() >= 5);
-    let text = metrics_text(sidecar.addresses.metrics).await;
+    let metrics = sidecar.metrics.clone();
+    sidecar.shutdown().await;
+    let text = metrics.encode();
     assert!(metric(&text, "tracetopics_exporter_requests_retried_total") >= 4.0);
     assert_eq!(metric(&text, "tracetopics_exporter_sent_spans_total"), 30.0);
-    sidecar.shutdown().await;
+    assert_eq!(metric(&text, "tracetopics_exporter_queue_size"), 0.0);
     assert_eq!(spans_by_trace(&sink).len(), 10);
 }
 

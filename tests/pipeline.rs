@@ -139,7 +139,13 @@ async fn spans_from_grpc_and_http_reach_the_sink_exactly_once_and_intact() {
         }
     }
 
-    let text = metrics_text(sidecar.addresses.metrics).await;
+    // The sink answering is not the end of the story: the exporter counts the send and the
+    // engine deletes the records after it. Shutdown drains and joins both, so read the metrics
+    // once it returns.
+    let metrics = sidecar.metrics.clone();
+    let report = sidecar.shutdown().await;
+    assert!(report.drained);
+    let text = metrics.encode();
     let accepted: f64 = ["grpc", "http"]
         .iter()
         .map(|t| {
@@ -162,8 +168,6 @@ async fn spans_from_grpc_and_http_reach_the_sink_exactly_once_and_intact() {
         ),
         f64::from(traces)
     );
-    let report = sidecar.shutdown().await;
-    assert!(report.drained);
 }
 
 #[derive(Clone, Default)]

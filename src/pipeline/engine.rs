@@ -231,10 +231,12 @@ impl Engine {
             Ok(outcome) => {
                 self.queued_spans =
                     self.queued_spans.saturating_sub(delivered_spans) + outcome.queued_spans;
+                // Metrics first: a client that got its OK sees them up to date.
+                self.metrics.assembler_late_spans.inc_by(outcome.late_spans);
+                self.update_gauges();
                 for (_, reply) in admitted {
                     let _ = reply.send(Ok(()));
                 }
-                self.metrics.assembler_late_spans.inc_by(outcome.late_spans);
                 if outcome.queued_spans > 0 {
                     self.queue_grew.notify_one();
                 }
