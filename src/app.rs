@@ -3,6 +3,7 @@
 
 use crate::assemble::Assembler;
 use crate::config::Config;
+use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
 use crate::pipeline::{Engine, EngineHandle, PassThrough, TraceHook};
 use crate::receiver::Ingest;
@@ -91,7 +92,19 @@ impl Sidecar {
         config: Config,
         hook: Box<dyn TraceHook>,
     ) -> Result<RunningSidecar, StartError> {
-        let metrics = Arc::new(Metrics::new());
+        // Everything that can fail comes first, so a failed start leaves no task behind.
+        let protocols = &config.receivers.otlp.protocols;
+        let grpc_listener = match &protocols.grpc {
+            Some(grpc) => Some((bind("OTLP/gRPC receiver", &grpc.endpoint).await?, grpc)),
+            None => None,
+        };
+        let http_listener = match &protocols.http {
+            Some(http) => Some((bind("OTLP/HTTP receiver", &http.endpoint).await?, http)),
+            None => None,
+        };
+        let metrics_listener = bind("metrics", &config.telemetry.metrics.endpoint).await?;
+        let health_listener = bind("health check", &config.health_check.endpoint).await?;
+        let client = OtlpClient::new(&config.exporters.otlp).map_err(StartError::Exporter)?;
         let (db, recovered) = store::open(&config.storage)?;
         if !recovered.pending.is_empty() || recovered.queued_spans > 0 {
             tracing::info!(
@@ -101,23 +114,24 @@ impl Sidecar {
                 config.storage.path.display()
             );
         }
+
+        let metrics = Arc::new(Metrics::new());
         let db = Arc::new(db);
-        let queue_capacity = config.exporters.otlp.sending_queue.queue_size;
         let (engine, engine_thread) = Engine::start(
             db.clone(),
             recovered,
             Assembler::new(config.assembler.clone()),
             hook,
-            queue_capacity,
+            config.exporters.otlp.sending_queue.queue_size,
             metrics.clone(),
         );
         let exporter = Exporter::new(
             db,
+            client,
             config.exporters.otlp.clone(),
             engine.clone(),
             metrics.clone(),
         )
-        .map_err(StartError::Exporter)?
         .spawn();
 
         let ingest = Ingest {
@@ -127,11 +141,9 @@ impl Sidecar {
         let (stop_receivers, stop_rx) = watch::channel(false);
         let (stop_telemetry, telemetry_rx) = watch::channel(false);
         let mut receivers = Vec::new();
-        let protocols = &config.receivers.otlp.protocols;
 
         let mut grpc_addr = None;
-        if let Some(grpc) = &protocols.grpc {
-            let listener = bind("OTLP/gRPC receiver", &grpc.endpoint).await?;
+        if let Some((listener, grpc)) = grpc_listener {
             let addr = listener.local_addr().expect("bound socket has an address");
             grpc_addr = Some(addr);
             let max = (grpc.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
@@ -154,8 +166,7 @@ impl Sidecar {
         }
 
         let mut http_addr = None;
-        if let Some(http) = &protocols.http {
-            let listener = bind("OTLP/HTTP receiver", &http.endpoint).await?;
+        if let Some((listener, http)) = http_listener {
             let addr = listener.local_addr().expect("bound socket has an address");
             http_addr = Some(addr);
             let router =
@@ -173,26 +184,25 @@ impl Sidecar {
         }
 
         let healthy = Arc::new(AtomicBool::new(true));
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .expect("bound socket has an address");
+        let health_addr = health_listener
+            .local_addr()
+            .expect("bound socket has an address");
         let mut telemetry_tasks = Vec::new();
-        let listener = bind("metrics", &config.telemetry.metrics.endpoint).await?;
-        let metrics_addr = listener.local_addr().expect("bound socket has an address");
-        let router = telemetry::metrics_router(metrics.clone());
-        let stop = until_true(telemetry_rx.clone());
-        telemetry_tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await;
-        }));
+        for (listener, router) in [
+            (metrics_listener, telemetry::metrics_router(metrics.clone())),
+            (health_listener, telemetry::health_router(healthy.clone())),
+        ] {
+            let stop = until_true(telemetry_rx.clone());
+            telemetry_tasks.push(tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await;
+            }));
+        }
         tracing::info!(address = %metrics_addr, "metrics listening on /metrics");
-        let listener = bind("health check", &config.health_check.endpoint).await?;
-        let health_addr = listener.local_addr().expect("bound socket has an address");
-        let router = telemetry::health_router(healthy.clone());
-        let stop = until_true(telemetry_rx);
-        telemetry_tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await;
-        }));
         tracing::info!(address = %health_addr, "health check listening");
 
         Ok(RunningSidecar {
@@ -216,6 +226,10 @@ impl Sidecar {
     }
 }
 
+/// How long receivers may take to finish requests in progress at shutdown before their
+/// connections are cut (a client that got no answer retries, so nothing is lost).
+const RECEIVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl RunningSidecar {
     /// Stops accepting, releases every buffered trace, drains the queue until the deadline, and
     /// closes the store. Spans not delivered stay in the redb file.
@@ -223,12 +237,22 @@ impl RunningSidecar {
         tracing::info!("shutting down: receivers stop accepting, buffered traces are released");
         self.healthy.store(false, Ordering::Relaxed);
         let _ = self.stop_receivers.send(true);
-        for task in self.receivers {
-            let _ = task.await;
+        for mut task in self.receivers {
+            if tokio::time::timeout(RECEIVER_STOP_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "a receiver still had requests in progress; closing its connections"
+                );
+                task.abort();
+                let _ = task.await;
+            }
         }
         self.engine.release_all().await;
         let drained = self.exporter.drain(self.shutdown_timeout).await;
-        drop(self.engine);
+        // Stop is explicit, so the thread ends even if a handle is still held somewhere.
+        self.engine.stop().await;
         let joined = tokio::task::spawn_blocking(move || self.engine_thread.join());
         if tokio::time::timeout(Duration::from_secs(10), joined)
             .await

@@ -40,6 +40,7 @@ async fn a_downstream_refusing_for_a_while_loses_nothing() {
         fail_first: 4,
         code: Code::Unavailable,
         retry_delay: Some(Duration::from_millis(30)),
+        poison: None,
     })
     .await;
     let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
@@ -83,6 +84,7 @@ async fn permanent_errors_are_counted_not_retried() {
             fail_first: usize::MAX,
             code,
             retry_delay: None,
+            poison: None,
         })
         .await;
         let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
@@ -105,6 +107,38 @@ async fn permanent_errors_are_counted_not_retried() {
             "{code:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_trace_does_not_take_its_batch_neighbours_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour {
+        poison: Some("poison".into()),
+        ..Default::default()
+    })
+    .await;
+    let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
+    let mut bad = rich_span(2, 0);
+    bad.name = "poison".into();
+    // One request, three traces: released together, exported in one batch.
+    let spans = vec![rich_span(1, 0), rich_span(1, 1), bad, rich_span(3, 0)];
+    grpc_client(sidecar.addresses.grpc.unwrap())
+        .await
+        .export(request("svc", "s", spans))
+        .await
+        .unwrap();
+    let metrics = sidecar.metrics.clone();
+    sidecar.shutdown().await;
+    let text = metrics.encode();
+    assert_eq!(sink.spans().len(), 3, "the good traces arrive");
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_exporter_send_failed_spans_total{reason=\"permanent\"}"
+        ),
+        1.0
+    );
+    assert_eq!(metric(&text, "tracetopics_exporter_sent_spans_total"), 3.0);
 }
 
 #[derive(Clone, Default)]

@@ -143,6 +143,36 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
         415
     );
 
+    // OTLP/JSON nested deeper than the wire validator allows: a clear 400, not a crash.
+    let mut nested = serde_json::json!({"stringValue": "leaf"});
+    for _ in 0..40 {
+        nested = serde_json::json!({"arrayValue": {"values": [nested]}});
+    }
+    let deep = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": nested}]},
+        "scopeSpans": [{"spans": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174"}]}]}]});
+    let response = post(
+        http,
+        "application/json",
+        false,
+        serde_json::to_vec(&deep).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+
+    // A gzip body of two members (concatenated gzip streams) is read whole.
+    let first = request("svc", "s", vec![rich_span(6, 0)]).encode_to_vec();
+    let second = request("svc", "s", vec![rich_span(6, 1)]).encode_to_vec();
+    let two_members = [gzip(&first), gzip(&second)].concat();
+    let response = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(two_members)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
     // A small gzip request still goes through.
     let ok = request("svc", "s", vec![rich_span(5, 0)]).encode_to_vec();
     assert_eq!(
@@ -337,6 +367,26 @@ async fn a_full_sending_queue_pushes_back_too() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable);
     assert!(refused.message().contains("queue"), "{}", refused.message());
+    // A request bigger than the whole queue can never fit: refused as non-retryable.
+    let spans: Vec<_> = (0..4).map(|i| rich_span(9, i)).collect();
+    let too_big = client
+        .export(request("svc", "s", spans.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), Code::ResourceExhausted);
+    assert_eq!(
+        tracetopics::otlp::status::grpc_retry_delay(&too_big),
+        None,
+        "no RetryInfo: do not retry"
+    );
+    let response = post(
+        sidecar.addresses.http.unwrap(),
+        "application/x-protobuf",
+        false,
+        request("svc", "s", spans).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(response.status(), 413);
     let report = sidecar.shutdown().await;
     assert!(!report.drained);
     assert_eq!(report.spans_left, 2, "undelivered spans stay in storage");

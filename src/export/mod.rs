@@ -27,6 +27,8 @@ struct Batch {
     keys: Vec<u64>,
     spans: u64,
     payload: Vec<u8>,
+    /// Span count and byte range of each record in `payload`.
+    records: Vec<(u64, std::ops::Range<usize>)>,
     /// Stopped at a size limit (more is waiting), so there is no point waiting to fill it.
     full: bool,
 }
@@ -65,18 +67,18 @@ impl ExporterHandle {
 impl Exporter {
     pub fn new(
         db: Arc<Database>,
+        client: OtlpClient,
         config: OtlpExporterConfig,
         engine: EngineHandle,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
-        let client = OtlpClient::new(&config)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             db,
             client,
             config,
             engine,
             metrics,
-        })
+        }
     }
 
     pub fn spawn(self) -> ExporterHandle {
@@ -94,7 +96,10 @@ impl Exporter {
         let mut sends = tokio::task::JoinSet::new();
         loop {
             while sends.try_join_next().is_some() {}
-            let draining = *drain.borrow();
+            // A dropped handle (a failed start, a test that never shuts down) means drain too;
+            // without this, `changed()` would return at once and the loop would spin.
+            let closed = drain.has_changed().is_err();
+            let draining = closed || *drain.borrow();
             let permit = permits
                 .clone()
                 .acquire_owned()
@@ -118,7 +123,7 @@ impl Exporter {
                 let grew = this.engine.queue_grew.clone();
                 tokio::select! {
                     _ = grew.notified() => {}
-                    _ = drain.changed() => {}
+                    _ = drain.changed(), if !closed => {}
                     // In-flight sends finishing matter while draining.
                     Some(_) = sends.join_next(), if !sends.is_empty() => {}
                 }
@@ -133,7 +138,7 @@ impl Exporter {
                     tokio::select! {
                         _ = tokio::time::sleep_until(fill_deadline.into()) => {}
                         _ = grew.notified() => {}
-                        _ = drain.changed() => {}
+                        _ = drain.changed(), if !closed => {}
                     }
                     continue;
                 }
@@ -159,6 +164,7 @@ impl Exporter {
                 keys: Vec::new(),
                 spans: 0,
                 payload: Vec::new(),
+                records: Vec::new(),
                 full: false,
             };
             for entry in table.range(cursor..)? {
@@ -174,7 +180,9 @@ impl Exporter {
                 }
                 batch.keys.push(key.value());
                 batch.spans += spans;
+                let start = batch.payload.len();
                 batch.payload.extend_from_slice(payload);
+                batch.records.push((spans, start..batch.payload.len()));
                 if batch.spans >= max_spans {
                     batch.full = true;
                     break;
@@ -188,21 +196,48 @@ impl Exporter {
     /// lets the engine delete its records.
     async fn deliver(&self, batch: Batch, permit: OwnedSemaphorePermit) {
         let payload = Bytes::from(batch.payload);
-        let parts = split_request(payload, self.config.batch.send_batch_max_bytes);
+        let parts = split_request(payload.clone(), self.config.batch.send_batch_max_bytes);
         if parts.len() == 1 {
-            let part = parts.into_iter().next().expect("one part");
-            self.send_part(part, batch.spans).await;
+            if let Some(reason) = self.send_part(payload.clone(), batch.spans).await {
+                if reason == "permanent" && batch.records.len() > 1 {
+                    // One bad record must not take its neighbours down: try them one by one.
+                    tracing::warn!(
+                        records = batch.records.len(),
+                        "resending a refused batch record by record"
+                    );
+                    for (spans, range) in &batch.records {
+                        if let Some(reason) =
+                            self.send_part(payload.slice(range.clone()), *spans).await
+                        {
+                            self.count_failed(reason, *spans);
+                        }
+                    }
+                } else {
+                    self.count_failed(reason, batch.spans);
+                }
+            }
         } else {
             for part in parts {
                 let spans = count_spans(&part);
-                self.send_part(part, spans).await;
+                if let Some(reason) = self.send_part(part, spans).await {
+                    self.count_failed(reason, spans);
+                }
             }
         }
         self.engine.delivered(batch.keys, batch.spans).await;
         drop(permit);
     }
 
-    async fn send_part(&self, payload: Bytes, spans: u64) {
+    fn count_failed(&self, reason: &'static str, spans: u64) {
+        self.metrics
+            .exporter_send_failed_spans
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(spans);
+    }
+
+    /// Sends one request, retrying as the rules allow. Returns why it was given up on, if it
+    /// was; delivered spans (and partial-success rejections) are counted here.
+    async fn send_part(&self, payload: Bytes, spans: u64) -> Option<&'static str> {
         let retry = &self.config.retry_on_failure;
         let mut backoff = Backoff::new(
             retry.initial_interval.get(),
@@ -211,44 +246,36 @@ impl Exporter {
             retry.randomization_factor,
         );
         let started = Instant::now();
-        let failed = |reason: &'static str, spans: u64| {
-            self.metrics
-                .exporter_send_failed_spans
-                .get_or_create(&ReasonLabel { reason })
-                .inc_by(spans);
-        };
+        let endpoint = self.client.endpoint();
         loop {
             match self.client.export(payload.clone()).await {
                 Ok(accepted) => {
                     let rejected = accepted.rejected_spans.min(spans);
                     self.metrics.exporter_sent_spans.inc_by(spans - rejected);
                     if rejected > 0 {
-                        failed("rejected", rejected);
-                        tracing::warn!(rejected, message = %accepted.message, "downstream rejected spans (partial success); not retried");
+                        self.count_failed("rejected", rejected);
+                        tracing::warn!(rejected, message = %accepted.message, endpoint, "downstream rejected spans (partial success); not retried");
                     }
-                    return;
+                    return None;
                 }
                 Err(error) => match classify(&error) {
                     Decision::Drop => {
-                        failed("permanent", spans);
-                        tracing::error!(%error, endpoint = self.client.endpoint(), spans, "downstream refused the batch permanently; dropping it");
-                        return;
+                        tracing::error!(%error, endpoint, spans, "downstream refused the request permanently; not retrying it");
+                        return Some("permanent");
                     }
                     Decision::Retry(_) if !retry.enabled => {
-                        failed("retry_disabled", spans);
-                        tracing::error!(%error, spans, "export failed and retry_on_failure is disabled; dropping the batch");
-                        return;
+                        tracing::error!(%error, endpoint, spans, "export failed and retry_on_failure is disabled; dropping the request");
+                        return Some("retry_disabled");
                     }
                     Decision::Retry(server_delay) => {
                         let delay = backoff.delay(server_delay, fastrand::f64());
                         let max_elapsed = retry.max_elapsed_time.get();
                         if !max_elapsed.is_zero() && started.elapsed() + delay > max_elapsed {
-                            failed("retries_exhausted", spans);
-                            tracing::error!(%error, spans, "giving up after retry_on_failure.max_elapsed_time");
-                            return;
+                            tracing::error!(%error, endpoint, spans, "giving up after retry_on_failure.max_elapsed_time");
+                            return Some("retries_exhausted");
                         }
                         self.metrics.exporter_requests_retried.inc();
-                        tracing::warn!(%error, endpoint = self.client.endpoint(), retry_in = ?delay, spans, "export failed; will retry");
+                        tracing::warn!(%error, endpoint, retry_in = ?delay, spans, "export failed; will retry");
                         tokio::time::sleep(delay).await;
                     }
                 },
@@ -331,7 +358,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        split_by_trace(request).chunks.remove(0).payload
+        split_by_trace(request).unwrap().chunks.remove(0).payload
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Refusal {
     Storage(String),
     /// The engine is shutting down.
     Stopped,
+    /// The request alone holds more spans than the whole sending queue; retrying cannot help.
+    TooLarge,
 }
 
 pub enum Command {
@@ -37,6 +39,8 @@ pub enum Command {
     Delivered { keys: Vec<u64>, spans: u64 },
     /// Release every buffered trace into the queue now (shutdown).
     ReleaseAll { reply: oneshot::Sender<()> },
+    /// Finish the commands received so far and stop, whoever still holds a handle.
+    Stop,
 }
 
 /// Cloneable sender side of the engine.
@@ -63,6 +67,11 @@ impl EngineHandle {
         if self.send(Command::ReleaseAll { reply }).await.is_ok() {
             let _ = answer.await;
         }
+    }
+
+    /// Asks the engine thread to finish and exit.
+    pub async fn stop(&self) {
+        let _ = self.send(Command::Stop).await;
     }
 
     async fn send(&self, command: Command) -> Result<(), Refusal> {
@@ -93,6 +102,8 @@ pub struct Engine {
     queued_spans: u64,
     queue_capacity: u64,
     release_tick: Duration,
+    /// Deletes of delivered records whose commit failed, retried with the next commit.
+    retry_deletes: (Vec<u64>, u64),
 }
 
 /// Back-off asked of clients when the buffer or queue is full.
@@ -123,6 +134,7 @@ impl Engine {
             queued_spans: recovered.queued_spans,
             queue_capacity,
             release_tick,
+            retry_deletes: (Vec::new(), 0),
         };
         let now = Instant::now();
         for chunk in &recovered.pending {
@@ -165,16 +177,19 @@ impl Engine {
                     Err(_) => break,
                 }
             }
+            let stop = commands.iter().any(|c| matches!(c, Command::Stop));
             last_step = Instant::now();
             self.step(commands, last_step);
+            if stop {
+                break;
+            }
         }
         tracing::debug!("engine stopped");
     }
 
     /// One group commit: deliveries, ingests, due releases.
     fn step(&mut self, commands: Vec<Command>, now: Instant) {
-        let mut delivered_keys = Vec::new();
-        let mut delivered_spans = 0;
+        let (mut delivered_keys, mut delivered_spans) = std::mem::take(&mut self.retry_deletes);
         let mut ingests = Vec::new();
         let mut release_all_replies = Vec::new();
         for command in commands {
@@ -185,6 +200,7 @@ impl Engine {
                 }
                 Command::Ingest { chunks, reply } => ingests.push((chunks, reply)),
                 Command::ReleaseAll { reply } => release_all_replies.push(reply),
+                Command::Stop => {}
             }
         }
 
@@ -208,7 +224,9 @@ impl Engine {
                 .collect::<std::collections::HashSet<_>>()
                 .into_iter()
                 .collect();
-            if spans > room {
+            if spans > self.queue_capacity {
+                let _ = reply.send(Err(Refusal::TooLarge));
+            } else if spans > room {
                 let _ = reply.send(Err(Refusal::Full {
                     what: "sending queue is full",
                     retry_after: FULL_RETRY_AFTER,
@@ -237,7 +255,7 @@ impl Engine {
                 for (_, reply) in admitted {
                     let _ = reply.send(Ok(()));
                 }
-                if outcome.queued_spans > 0 {
+                if outcome.queued_records > 0 {
                     self.queue_grew.notify_one();
                 }
             }
@@ -247,6 +265,8 @@ impl Engine {
                 for (_, reply) in admitted {
                     let _ = reply.send(Err(Refusal::Storage(e.to_string())));
                 }
+                // The exporter's cursor is past these records: their deletes must not be lost.
+                self.retry_deletes = (delivered_keys, delivered_spans);
                 // The aborted transaction kept nothing; the file is the truth, so rebuild the
                 // in-memory view from it.
                 if let Err(e) = self.resync(now) {
@@ -310,6 +330,7 @@ impl Engine {
                                 key,
                                 store::queued_value(chunk.spans, &[&chunk.payload]).as_slice(),
                             )?;
+                            outcome.queued_records += 1;
                             outcome.queued_spans += u64::from(chunk.spans);
                             outcome.late_spans += u64::from(chunk.spans);
                         }
@@ -355,6 +376,7 @@ impl Engine {
                     store::queued_value(assembled.spans as u32, &[&assembled.payload]).as_slice(),
                 )?;
                 key += 1;
+                outcome.queued_records += 1;
                 outcome.queued_spans += assembled.spans;
                 all_released.push(trace.reason);
             }
@@ -390,6 +412,7 @@ impl Engine {
 
 #[derive(Default)]
 struct CommitOutcome {
+    queued_records: u64,
     queued_spans: u64,
     late_spans: u64,
 }

@@ -144,9 +144,13 @@ impl Decoder for BytesDecoder {
     }
 }
 
-/// Every refusal is retryable: the client still holds the data.
+/// Every refusal but `TooLarge` is retryable: the client still holds the data.
 pub fn refusal_status(refusal: Refusal) -> Status {
     match refusal {
+        // Without RetryInfo, RESOURCE_EXHAUSTED tells OTLP clients not to retry.
+        Refusal::TooLarge => Status::resource_exhausted(
+            "request holds more spans than the whole sending queue (sending_queue.queue_size)",
+        ),
         Refusal::Full { what, retry_after } => {
             grpc_status_with_retry(Code::Unavailable, what, retry_after)
         }

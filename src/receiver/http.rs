@@ -82,7 +82,8 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
             split_encoded(&body).map_err(|e| format!("undecodable protobuf: {e}"))
         }
         Encoding::Json => json::decode_traces(&body)
-            .map(split_by_trace)
+            .map_err(|e| e.to_string())
+            .and_then(|request| split_by_trace(request).map_err(|e| e.to_string()))
             .map_err(|e| format!("undecodable OTLP/JSON: {e}")),
     };
     let split = match split {
@@ -107,6 +108,11 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
             };
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
+        Err(Refusal::TooLarge) => {
+            let message =
+                "request holds more spans than the whole sending queue (sending_queue.queue_size)";
+            error(encoding, StatusCode::PAYLOAD_TOO_LARGE, message)
+        }
         Err(refusal) => {
             let (message, retry_after) = match refusal {
                 Refusal::Full { what, retry_after } => (what.to_string(), retry_after),
@@ -114,7 +120,7 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
                     "storage unavailable".to_string(),
                     std::time::Duration::from_secs(5),
                 ),
-                Refusal::Stopped => (
+                Refusal::Stopped | Refusal::TooLarge => (
                     "shutting down".to_string(),
                     std::time::Duration::from_secs(5),
                 ),
@@ -183,7 +189,8 @@ async fn read_body(
         "" | "identity" => Ok(raw),
         "gzip" | "x-gzip" => {
             let mut out = Vec::new();
-            let mut decoder = flate2::read::GzDecoder::new(raw.as_slice()).take(limit as u64 + 1);
+            let mut decoder =
+                flate2::read::MultiGzDecoder::new(raw.as_slice()).take(limit as u64 + 1);
             decoder
                 .read_to_end(&mut out)
                 .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;

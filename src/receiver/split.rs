@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::assemble::TraceId;
@@ -61,9 +62,10 @@ struct Group<'a> {
     has_root: bool,
 }
 
-/// Splits a decoded request (OTLP/JSON arrives this way).
-pub fn split_by_trace(request: ExportTraceServiceRequest) -> SplitRequest {
-    split_encoded(&request.encode_to_vec()).expect("prost writes valid protobuf")
+/// Splits a decoded request (OTLP/JSON arrives this way). Fails only where the request nests
+/// deeper than the wire validator allows.
+pub fn split_by_trace(request: ExportTraceServiceRequest) -> Result<SplitRequest, WireError> {
+    split_encoded(&request.encode_to_vec())
 }
 
 /// Splits an encoded `ExportTraceServiceRequest`. A span whose bytes a strict decoder would
@@ -81,8 +83,8 @@ pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
     let mut order: Vec<TraceId> = Vec::new();
     let mut groups: HashMap<TraceId, Group> = HashMap::new();
     // Per resource and per scope: their encoded message and schema url, kept as slices.
-    let mut resources: Vec<(&[u8], &[u8])> = Vec::new();
-    let mut scopes: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut resources: Vec<Head> = Vec::new();
+    let mut scopes: Vec<Head> = Vec::new();
 
     let mut top = Reader::new(request);
     while let Some((field, value)) = top.next_field()? {
@@ -146,19 +148,22 @@ pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
 }
 
 /// The three fields shared by `ResourceSpans` and `ScopeSpans`: the (validated) resource or
-/// scope message (field 1), the repeated children (field 2) and the schema url (field 3).
-fn parts(
-    message: &[u8],
-    head_schema: wire::Schema,
-) -> Result<(&[u8], &[u8], Vec<&[u8]>), WireError> {
-    let (mut head, mut schema_url, mut children): (&[u8], &[u8], Vec<&[u8]>) =
-        (&[], &[], Vec::new());
+/// scope message (field 1), the repeated children (field 2) and the schema url (field 3). A
+/// message field that occurs twice is merged, as protobuf does, by concatenating its bodies.
+/// Unknown fields at this level are dropped.
+fn parts(message: &[u8], head_schema: wire::Schema) -> Result<Parts<'_>, WireError> {
+    let (mut head, mut schema_url, mut children): (Cow<[u8]>, &[u8], Vec<&[u8]>) =
+        (Cow::Borrowed(&[]), &[], Vec::new());
     let mut reader = Reader::new(message);
     while let Some((field, value)) = reader.next_field()? {
         match (field, value) {
             (1, Value::Len(bytes)) => {
                 wire::validate(bytes, head_schema)?;
-                head = bytes;
+                if head.is_empty() {
+                    head = Cow::Borrowed(bytes);
+                } else {
+                    head.to_mut().extend_from_slice(bytes);
+                }
             }
             (2, Value::Len(bytes)) => children.push(bytes),
             (3, Value::Len(bytes)) => {
@@ -173,13 +178,12 @@ fn parts(
     Ok((head, schema_url, children))
 }
 
+type Parts<'a> = (Cow<'a, [u8]>, &'a [u8], Vec<&'a [u8]>);
+type Head<'a> = (Cow<'a, [u8]>, &'a [u8]);
+
 /// `TracesData { resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope,
 /// spans }] }] }`, written field by field from already encoded parts.
-fn encode_group(
-    entries: &[Entry],
-    resources: &[(&[u8], &[u8])],
-    scopes: &[(&[u8], &[u8])],
-) -> Vec<u8> {
+fn encode_group(entries: &[Entry], resources: &[Head], scopes: &[Head]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.span.len() + 4).sum::<usize>() + 64);
     let mut i = 0;
     while i < entries.len() {
@@ -289,7 +293,7 @@ mod tests {
                 },
             ],
         };
-        let split = split_by_trace(request);
+        let split = split_by_trace(request).unwrap();
         assert_eq!(
             (
                 split.accepted_spans,
@@ -365,6 +369,56 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_sent_in_two_pieces_is_merged_like_protobuf_does() {
+        let request = request_with(vec![span(1, 1, None)]);
+        let mut resource_spans = request.resource_spans[0].clone();
+        resource_spans.resource = resource("a");
+        let first = resource_spans.encode_to_vec();
+        let second = ResourceSpans {
+            resource: resource("b"),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut bytes = Vec::new();
+        for part in [first, second] {
+            put_bytes(&mut bytes, 1, &[part].concat());
+        }
+        // Two ResourceSpans entries on the wire; prost merges a repeated message field, so
+        // build one entry holding two `resource` fields instead.
+        let mut one = Vec::new();
+        put_bytes(&mut one, 1, &resource("a").unwrap().encode_to_vec());
+        put_bytes(&mut one, 1, &resource("b").unwrap().encode_to_vec());
+        put_bytes(
+            &mut one,
+            2,
+            &ScopeSpans {
+                spans: vec![span(1, 1, None)],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        let mut wire_request = Vec::new();
+        put_bytes(&mut wire_request, 1, &one);
+        let expected = ExportTraceServiceRequest::decode(wire_request.as_slice()).unwrap();
+        assert_eq!(
+            expected.resource_spans[0]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes
+                .len(),
+            2
+        );
+        let split = split_encoded(&wire_request).unwrap();
+        let chunk = TracesData::decode(split.chunks[0].payload.as_slice()).unwrap();
+        assert_eq!(
+            chunk.resource_spans[0].resource,
+            expected.resource_spans[0].resource
+        );
+        assert_eq!(split_encoded(&bytes).unwrap().accepted_spans, 1);
+    }
+
+    #[test]
     fn invalid_spans_are_rejected_individually() {
         let mut bad_trace = span(1, 1, None);
         bad_trace.trace_id = vec![0; 16];
@@ -379,7 +433,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let split = split_by_trace(request);
+        let split = split_by_trace(request).unwrap();
         assert_eq!((split.accepted_spans, split.rejected_spans), (1, 2));
         assert!(
             split.reject_message.contains("invalid trace id"),

@@ -40,6 +40,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for (i, byte) in self.buf.iter().take(10).enumerate() {
+            // The tenth byte holds bit 63 only; prost refuses anything more.
+            if i == 9 && *byte > 1 {
+                return Err(err("invalid varint"));
+            }
             value |= u64::from(byte & 0x7f) << (7 * i);
             if byte & 0x80 == 0 {
                 self.buf = &self.buf[i + 1..];
@@ -63,7 +67,10 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.varint()?;
-        let field = u32::try_from(key >> 3).map_err(|_| err("field number out of range"))?;
+        if key > u64::from(u32::MAX) {
+            return Err(err("field key out of range"));
+        }
+        let field = (key >> 3) as u32;
         if field == 0 {
             return Err(err("field number 0"));
         }
@@ -322,6 +329,15 @@ mod tests {
         // A known field with the wrong wire type: name (5) as a varint.
         assert!(Span::decode(&[0x28, 0x01][..]).is_err());
         assert!(validate(&[0x28, 0x01], span).is_err());
+        // Over-long varints and keys beyond 32 bits.
+        let long_varint = [
+            0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ];
+        assert!(Span::decode(&long_varint[..]).is_err());
+        assert!(validate(&long_varint, span).is_err());
+        let big_key = [0x80, 0x80, 0x80, 0x80, 0x10, 0x01];
+        assert!(Span::decode(&big_key[..]).is_err());
+        assert!(validate(&big_key, span).is_err());
         // Unknown fields are fine for both.
         assert!(Span::decode(&[0xf8, 0x06, 0x01][..]).is_ok());
         assert!(validate(&[0xf8, 0x06, 0x01], span).is_ok());

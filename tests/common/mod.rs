@@ -24,6 +24,8 @@ pub struct SinkBehaviour {
     pub fail_first: usize,
     pub code: tonic::Code,
     pub retry_delay: Option<Duration>,
+    /// Refuse (INVALID_ARGUMENT) any request holding a span with this name.
+    pub poison: Option<String>,
 }
 
 impl Default for SinkBehaviour {
@@ -32,6 +34,7 @@ impl Default for SinkBehaviour {
             fail_first: 0,
             code: tonic::Code::Unavailable,
             retry_delay: None,
+            poison: None,
         }
     }
 }
@@ -72,6 +75,17 @@ impl TraceService for SinkService {
             });
         }
         let request = request.into_inner();
+        if let Some(poison) = &sink.behaviour.poison {
+            let poisoned = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .any(|s| &s.name == poison);
+            if poisoned {
+                return Err(tonic::Status::invalid_argument("poisoned span"));
+            }
+        }
         let spans = count_spans(&request);
         state.accepted.push(request);
         sink.spans_seen.send_modify(|n| *n += spans);
