@@ -181,7 +181,11 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
             .status(),
         200
     );
-    assert_eq!(sink.wait_for_spans(1, WAIT).await, 1);
+    assert_eq!(
+        sink.wait_for_spans(3, WAIT).await,
+        3,
+        "1 + both members of the two-member body"
+    );
 
     let text = metrics_text(sidecar.addresses.metrics).await;
     assert!(
