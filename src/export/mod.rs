@@ -24,13 +24,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 pub use config::ExportersConfig;
 
 struct Batch {
-    keys: Vec<u64>,
     spans: u64,
     payload: Vec<u8>,
-    /// Span count and byte range of each record in `payload`.
-    records: Vec<(u64, std::ops::Range<usize>)>,
+    /// Each record's queue key, span count and byte range in `payload`.
+    records: Vec<Record>,
     /// Stopped at a size limit (more is waiting), so there is no point waiting to fill it.
     full: bool,
+}
+
+struct Record {
+    key: u64,
+    spans: u64,
+    range: std::ops::Range<usize>,
 }
 
 pub struct Exporter {
@@ -114,7 +119,7 @@ impl Exporter {
                     continue;
                 }
             };
-            if batch.keys.is_empty() {
+            if batch.records.is_empty() {
                 drop(permit);
                 waiting_since = None;
                 if draining && permits.available_permits() == consumers {
@@ -144,52 +149,51 @@ impl Exporter {
                 }
             }
             waiting_since = None;
-            cursor = batch.keys.last().expect("non-empty batch") + 1;
+            cursor = batch.records.last().expect("non-empty batch").key + 1;
             let exporter = this.clone();
             sends.spawn(async move { exporter.deliver(batch, permit).await });
         }
         while sends.join_next().await.is_some() {}
     }
 
+    /// Reads the next batch after `cursor`. The records were just written, so this hits redb's
+    /// page cache and runs inline rather than waking a blocking-pool thread per batch.
     fn read_batch(&self, cursor: u64) -> Result<Batch, store::StoreError> {
-        let db = &self.db;
         let max_spans = self.config.batch.send_batch_size as u64;
         let max_bytes = self.config.batch.send_batch_max_bytes;
-        // Reads hit redb's page cache (the records were just written), so they run inline
-        // rather than waking a blocking-pool thread per batch.
-        {
-            let tx = db.begin_read()?;
-            let table = tx.open_table(QUEUE)?;
-            let mut batch = Batch {
-                keys: Vec::new(),
-                spans: 0,
-                payload: Vec::new(),
-                records: Vec::new(),
-                full: false,
-            };
-            for entry in table.range(cursor..)? {
-                let (key, value) = entry?;
-                let (spans, payload) = store::split_queued(value.value());
-                let spans = u64::from(spans);
-                if !batch.keys.is_empty()
-                    && (batch.spans + spans > max_spans
-                        || batch.payload.len() + payload.len() > max_bytes)
-                {
-                    batch.full = true;
-                    break;
-                }
-                batch.keys.push(key.value());
-                batch.spans += spans;
-                let start = batch.payload.len();
-                batch.payload.extend_from_slice(payload);
-                batch.records.push((spans, start..batch.payload.len()));
-                if batch.spans >= max_spans {
-                    batch.full = true;
-                    break;
-                }
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(QUEUE)?;
+        let mut batch = Batch {
+            spans: 0,
+            payload: Vec::new(),
+            records: Vec::new(),
+            full: false,
+        };
+        for entry in table.range(cursor..)? {
+            let (key, value) = entry?;
+            let (spans, payload) = store::split_queued(value.value());
+            let spans = u64::from(spans);
+            if !batch.records.is_empty()
+                && (batch.spans + spans > max_spans
+                    || batch.payload.len() + payload.len() > max_bytes)
+            {
+                batch.full = true;
+                break;
             }
-            Ok(batch)
+            batch.spans += spans;
+            let start = batch.payload.len();
+            batch.payload.extend_from_slice(payload);
+            batch.records.push(Record {
+                key: key.value(),
+                spans,
+                range: start..batch.payload.len(),
+            });
+            if batch.spans >= max_spans {
+                batch.full = true;
+                break;
+            }
         }
+        Ok(batch)
     }
 
     /// Sends one batch until it is delivered, permanently refused, or out of retry time, then
@@ -205,11 +209,10 @@ impl Exporter {
                         records = batch.records.len(),
                         "resending a refused batch record by record"
                     );
-                    for (spans, range) in &batch.records {
-                        if let Some(reason) =
-                            self.send_part(payload.slice(range.clone()), *spans).await
-                        {
-                            self.count_failed(reason, *spans);
+                    for record in &batch.records {
+                        let part = payload.slice(record.range.clone());
+                        if let Some(reason) = self.send_part(part, record.spans).await {
+                            self.count_failed(reason, record.spans);
                         }
                     }
                 } else {
@@ -224,7 +227,8 @@ impl Exporter {
                 }
             }
         }
-        self.engine.delivered(batch.keys, batch.spans).await;
+        let keys = batch.records.iter().map(|r| r.key).collect();
+        self.engine.delivered(keys, batch.spans).await;
         drop(permit);
     }
 

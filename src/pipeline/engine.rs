@@ -213,7 +213,8 @@ impl Engine {
         let mut new_ids = std::collections::HashSet::new();
         for (chunks, reply) in ingests {
             let spans: u64 = chunks.iter().map(|c| u64::from(c.spans)).sum();
-            let starts: Vec<_> = chunks
+            // Distinct traces this request would start.
+            let starts: std::collections::HashSet<_> = chunks
                 .iter()
                 .filter(|c| {
                     !self.assembler.is_buffered(&c.trace_id)
@@ -221,8 +222,6 @@ impl Engine {
                         && !new_ids.contains(&c.trace_id)
                 })
                 .map(|c| c.trace_id)
-                .collect::<std::collections::HashSet<_>>()
-                .into_iter()
                 .collect();
             if spans > self.queue_capacity {
                 let _ = reply.send(Err(Refusal::TooLarge));

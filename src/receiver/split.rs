@@ -370,21 +370,7 @@ mod tests {
 
     #[test]
     fn a_resource_sent_in_two_pieces_is_merged_like_protobuf_does() {
-        let request = request_with(vec![span(1, 1, None)]);
-        let mut resource_spans = request.resource_spans[0].clone();
-        resource_spans.resource = resource("a");
-        let first = resource_spans.encode_to_vec();
-        let second = ResourceSpans {
-            resource: resource("b"),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let mut bytes = Vec::new();
-        for part in [first, second] {
-            put_bytes(&mut bytes, 1, &[part].concat());
-        }
-        // Two ResourceSpans entries on the wire; prost merges a repeated message field, so
-        // build one entry holding two `resource` fields instead.
+        // One ResourceSpans entry holding two `resource` fields: prost merges them.
         let mut one = Vec::new();
         put_bytes(&mut one, 1, &resource("a").unwrap().encode_to_vec());
         put_bytes(&mut one, 1, &resource("b").unwrap().encode_to_vec());
@@ -415,6 +401,20 @@ mod tests {
             chunk.resource_spans[0].resource,
             expected.resource_spans[0].resource
         );
+
+        // Two separate ResourceSpans entries stay separate; only the first holds a span.
+        let mut with_span = request_with(vec![span(1, 1, None)])
+            .resource_spans
+            .remove(0);
+        with_span.resource = resource("a");
+        let without = ResourceSpans {
+            resource: resource("b"),
+            ..Default::default()
+        };
+        let mut bytes = Vec::new();
+        for entry in [with_span, without] {
+            put_bytes(&mut bytes, 1, &entry.encode_to_vec());
+        }
         assert_eq!(split_encoded(&bytes).unwrap().accepted_spans, 1);
     }
 
