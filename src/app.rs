@@ -106,10 +106,10 @@ impl Sidecar {
         let health_listener = bind("health check", &config.health_check.endpoint).await?;
         let client = OtlpClient::new(&config.exporters.otlp).map_err(StartError::Exporter)?;
         let (db, recovered) = store::open(&config.storage)?;
-        if !recovered.pending.is_empty() || recovered.queued_spans > 0 {
+        if !recovered.pending.is_empty() || recovered.queued_items > 0 {
             tracing::info!(
                 buffered_chunks = recovered.pending.len(),
-                queued_spans = recovered.queued_spans,
+                queued_items = recovered.queued_items,
                 "recovered unsent data from {}",
                 config.storage.path.display()
             );
@@ -148,11 +148,13 @@ impl Sidecar {
             grpc_addr = Some(addr);
             let max = (grpc.max_recv_msg_size_mib as usize).saturating_mul(1024 * 1024);
             let service = GrpcReceiver::service(ingest.clone(), max, grpc.gzip);
+            let logs_service = service.logs();
             let stop = until_true(stop_rx.clone());
             receivers.push(tokio::spawn(async move {
                 let result = tonic::transport::Server::builder()
                     .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
                     .add_service(service)
+                    .add_service(logs_service)
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(listener),
                         stop,

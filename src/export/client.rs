@@ -1,10 +1,12 @@
 //! OTLP clients to the downstream: gRPC (tonic) and HTTP/protobuf (reqwest). Both send an
-//! already-encoded `ExportTraceServiceRequest` — queue records are concatenated `TracesData`
-//! bytes, which is the same wire format — so exporting never decodes or re-encodes a span.
+//! already-encoded `ExportTraceServiceRequest` (or `ExportLogsServiceRequest`) — queue records
+//! are concatenated `TracesData` (`LogsData`) bytes, which is the same wire format — so exporting
+//! never decodes or re-encodes a span.
 
 use super::config::{Compression, OtlpExporterConfig};
 use super::retry::{SendError, parse_retry_after};
 use super::target::ExportTarget;
+use crate::store::Signal;
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
@@ -12,12 +14,13 @@ use std::io::Write;
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// What the downstream said to a delivered request.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Accepted {
-    /// Spans the downstream rejected through partial success (not to be retried).
+    /// Spans (log records) the downstream rejected through partial success (not to be retried).
     pub rejected_spans: u64,
     pub message: String,
 }
@@ -34,6 +37,7 @@ pub enum OtlpClient {
     Http {
         client: reqwest::Client,
         url: String,
+        logs_url: String,
         headers: reqwest::header::HeaderMap,
         gzip: bool,
     },
@@ -86,9 +90,15 @@ impl OtlpClient {
                     .user_agent(concat!("tracetopics/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|e| e.to_string())?;
+                // The logs path sits beside the traces path, as in the Collector's otlphttp.
+                let logs_url = match url.strip_suffix("/v1/traces") {
+                    Some(base) => format!("{base}/v1/logs"),
+                    None => format!("{url}/v1/logs"),
+                };
                 Ok(OtlpClient::Http {
                     client,
                     url,
+                    logs_url,
                     headers,
                     gzip,
                 })
@@ -103,8 +113,8 @@ impl OtlpClient {
         }
     }
 
-    /// Sends one encoded `ExportTraceServiceRequest`.
-    pub async fn export(&self, request: Bytes) -> Result<Accepted, SendError> {
+    /// Sends one encoded `ExportTraceServiceRequest` or `ExportLogsServiceRequest`.
+    pub async fn export(&self, signal: Signal, request: Bytes) -> Result<Accepted, SendError> {
         match self {
             OtlpClient::Grpc {
                 channel,
@@ -125,7 +135,10 @@ impl OtlpClient {
                 let mut req = tonic::Request::new(request);
                 *req.metadata_mut() = metadata.clone();
                 req.set_timeout(*timeout);
-                let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                let path = http::uri::PathAndQuery::from_static(match signal {
+                    Signal::Traces => TRACES_PATH,
+                    Signal::Logs => LOGS_PATH,
+                });
                 match grpc.unary(req, path, RawCodec).await {
                     Ok(response) => Ok(accepted(response.into_inner())),
                     Err(status) => Err(grpc_error(&status)),
@@ -134,9 +147,14 @@ impl OtlpClient {
             OtlpClient::Http {
                 client,
                 url,
+                logs_url,
                 headers,
                 gzip,
             } => {
+                let url = match signal {
+                    Signal::Traces => url,
+                    Signal::Logs => logs_url,
+                };
                 let mut builder = client
                     .post(url.as_str())
                     .headers(headers.clone())
@@ -163,6 +181,7 @@ impl OtlpClient {
                     .await
                     .map_err(|e| SendError::Transport(error_chain(&e)))?;
                 if status.is_success() {
+                    // The logs response has the same layout (partial_success{count, message}).
                     let decoded =
                         ExportTraceServiceResponse::decode(body.as_ref()).unwrap_or_default();
                     Ok(accepted(decoded))
@@ -221,7 +240,9 @@ pub fn gzip_bytes(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to memory")
 }
 
-/// Sends pre-encoded request bytes; decodes the response with prost.
+/// Sends pre-encoded request bytes; decodes the response with prost. Trace and logs responses
+/// share one layout (`partial_success { rejected count = 1, error_message = 2 }`), so one decoder
+/// serves both.
 struct RawCodec;
 
 impl Codec for RawCodec {

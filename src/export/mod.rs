@@ -10,7 +10,7 @@ pub mod target;
 
 use crate::pipeline::EngineHandle;
 use crate::receiver::wire::{Reader, Value};
-use crate::store::{self, QUEUE};
+use crate::store::{self, QUEUE, Signal};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use bytes::Bytes;
 use client::OtlpClient;
@@ -23,7 +23,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use config::ExportersConfig;
 
+/// Consecutive queue records of one signal.
 struct Batch {
+    signal: Signal,
+    /// Spans or log records.
     spans: u64,
     payload: Vec<u8>,
     /// Each record's queue key, span count and byte range in `payload`.
@@ -164,6 +167,7 @@ impl Exporter {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(QUEUE)?;
         let mut batch = Batch {
+            signal: Signal::Traces,
             spans: 0,
             payload: Vec::new(),
             records: Vec::new(),
@@ -171,11 +175,16 @@ impl Exporter {
         };
         for entry in table.range(cursor..)? {
             let (key, value) = entry?;
-            let (spans, payload) = store::split_queued(value.value());
+            let (signal, spans, payload) = store::split_queued(value.value());
             let spans = u64::from(spans);
-            if !batch.records.is_empty()
-                && (batch.spans + spans > max_spans
-                    || batch.payload.len() + payload.len() > max_bytes)
+            if batch.records.is_empty() {
+                batch.signal = signal;
+            } else if signal != batch.signal {
+                // The next signal waits for its own request; nothing to gain by waiting here.
+                batch.full = true;
+                break;
+            } else if batch.spans + spans > max_spans
+                || batch.payload.len() + payload.len() > max_bytes
             {
                 batch.full = true;
                 break;
@@ -202,7 +211,10 @@ impl Exporter {
         let payload = Bytes::from(batch.payload);
         let parts = split_request(payload.clone(), self.config.batch.send_batch_max_bytes);
         if parts.len() == 1 {
-            if let Some(reason) = self.send_part(payload.clone(), batch.spans).await {
+            if let Some(reason) = self
+                .send_part(batch.signal, payload.clone(), batch.spans)
+                .await
+            {
                 if reason == "permanent" && batch.records.len() > 1 {
                     // One bad record must not take its neighbours down: try them one by one.
                     tracing::warn!(
@@ -211,19 +223,20 @@ impl Exporter {
                     );
                     for record in &batch.records {
                         let part = payload.slice(record.range.clone());
-                        if let Some(reason) = self.send_part(part, record.spans).await {
-                            self.count_failed(reason, record.spans);
+                        if let Some(reason) = self.send_part(batch.signal, part, record.spans).await
+                        {
+                            self.count_failed(batch.signal, reason, record.spans);
                         }
                     }
                 } else {
-                    self.count_failed(reason, batch.spans);
+                    self.count_failed(batch.signal, reason, batch.spans);
                 }
             }
         } else {
             for part in parts {
-                let spans = count_spans(&part);
-                if let Some(reason) = self.send_part(part, spans).await {
-                    self.count_failed(reason, spans);
+                let spans = count_items(&part);
+                if let Some(reason) = self.send_part(batch.signal, part, spans).await {
+                    self.count_failed(batch.signal, reason, spans);
                 }
             }
         }
@@ -232,16 +245,17 @@ impl Exporter {
         drop(permit);
     }
 
-    fn count_failed(&self, reason: &'static str, spans: u64) {
-        self.metrics
-            .exporter_send_failed_spans
-            .get_or_create(&ReasonLabel { reason })
-            .inc_by(spans);
+    fn count_failed(&self, signal: Signal, reason: &'static str, items: u64) {
+        let family = match signal {
+            Signal::Traces => &self.metrics.exporter_send_failed_spans,
+            Signal::Logs => &self.metrics.exporter_send_failed_log_records,
+        };
+        family.get_or_create(&ReasonLabel { reason }).inc_by(items);
     }
 
     /// Sends one request, retrying as the rules allow. Returns why it was given up on, if it
     /// was; delivered spans (and partial-success rejections) are counted here.
-    async fn send_part(&self, payload: Bytes, spans: u64) -> Option<&'static str> {
+    async fn send_part(&self, signal: Signal, payload: Bytes, spans: u64) -> Option<&'static str> {
         let retry = &self.config.retry_on_failure;
         let mut backoff = Backoff::new(
             retry.initial_interval.get(),
@@ -252,12 +266,18 @@ impl Exporter {
         let started = Instant::now();
         let endpoint = self.client.endpoint();
         loop {
-            match self.client.export(payload.clone()).await {
+            match self.client.export(signal, payload.clone()).await {
                 Ok(accepted) => {
                     let rejected = accepted.rejected_spans.min(spans);
-                    self.metrics.exporter_sent_spans.inc_by(spans - rejected);
+                    match signal {
+                        Signal::Traces => self.metrics.exporter_sent_spans.inc_by(spans - rejected),
+                        Signal::Logs => self
+                            .metrics
+                            .exporter_sent_log_records
+                            .inc_by(spans - rejected),
+                    };
                     if rejected > 0 {
-                        self.count_failed("rejected", rejected);
+                        self.count_failed(signal, "rejected", rejected);
                         tracing::warn!(rejected, message = %accepted.message, endpoint, "downstream rejected spans (partial success); not retried");
                     }
                     return None;
@@ -318,8 +338,9 @@ fn split_request(payload: Bytes, max_bytes: usize) -> Vec<Bytes> {
     parts
 }
 
-/// Spans in an encoded `TracesData` / `ExportTraceServiceRequest`.
-fn count_spans(payload: &[u8]) -> u64 {
+/// Spans (log records) in an encoded `TracesData` / `LogsData`: both nest their items as field 2
+/// of field 2 of field 1.
+fn count_items(payload: &[u8]) -> u64 {
     let mut count = 0;
     let mut top = Reader::new(payload);
     while let Ok(Some((1, Value::Len(resource_spans)))) = top.next_field() {
@@ -369,11 +390,11 @@ mod tests {
     fn oversize_requests_are_cut_at_resource_boundaries_without_losing_a_span() {
         let payload: Vec<u8> = [chunk(1, 5), chunk(2, 3), chunk(3, 4), chunk(4, 1)].concat();
         let whole = Bytes::from(payload);
-        assert_eq!(count_spans(&whole), 13);
+        assert_eq!(count_items(&whole), 13);
         assert_eq!(split_request(whole.clone(), whole.len()).len(), 1);
         let parts = split_request(whole.clone(), 700);
         assert!(parts.len() > 1);
-        assert_eq!(parts.iter().map(|p| count_spans(p)).sum::<u64>(), 13);
+        assert_eq!(parts.iter().map(|p| count_items(p)).sum::<u64>(), 13);
         assert_eq!(
             parts.concat(),
             whole.to_vec(),

@@ -22,6 +22,10 @@ pub struct JsonError(String);
 
 type Obj = Map<String, Value>;
 
+pub(crate) fn invalid_json(message: String) -> JsonError {
+    JsonError(format!("invalid JSON: {message}"))
+}
+
 pub fn decode_traces(body: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| JsonError(format!("invalid JSON: {e}")))?;
@@ -48,7 +52,7 @@ fn resource_spans(value: &Value) -> Result<ResourceSpans, JsonError> {
     })
 }
 
-fn resource(value: &Value) -> Result<Resource, JsonError> {
+pub(crate) fn resource(value: &Value) -> Result<Resource, JsonError> {
     let obj = as_object(value, "resource")?;
     Ok(Resource {
         attributes: attributes(obj)?,
@@ -223,13 +227,13 @@ pub(crate) fn any_value(value: &Value) -> Result<Option<AnyValue>, JsonError> {
     Ok(Some(AnyValue { value: Some(inner) }))
 }
 
-fn field<'a>(obj: &'a Obj, camel: &str, snake: &str) -> Option<&'a Value> {
+pub(crate) fn field<'a>(obj: &'a Obj, camel: &str, snake: &str) -> Option<&'a Value> {
     obj.get(camel)
         .or_else(|| obj.get(snake))
         .filter(|v| !v.is_null())
 }
 
-fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Obj, JsonError> {
+pub(crate) fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Obj, JsonError> {
     value
         .as_object()
         .ok_or_else(|| type_error(what, "an object"))
@@ -331,16 +335,25 @@ pub(crate) fn id(obj: &Obj, camel: &str, snake: &str, len: usize) -> Result<Vec<
     }
 }
 
-fn type_error(field: &str, expected: &str) -> JsonError {
+pub(crate) fn type_error(field: &str, expected: &str) -> JsonError {
     JsonError(format!("{field}: expected {expected}"))
 }
 
 /// The OTLP/JSON body of a successful export response.
 pub fn export_response(rejected: u64, message: &str) -> Vec<u8> {
+    partial_success_body("rejectedSpans", rejected, message)
+}
+
+/// The OTLP/JSON body of a successful logs export response.
+pub fn logs_export_response(rejected: u64, message: &str) -> Vec<u8> {
+    partial_success_body("rejectedLogRecords", rejected, message)
+}
+
+fn partial_success_body(counter: &str, rejected: u64, message: &str) -> Vec<u8> {
     let value = if rejected == 0 && message.is_empty() {
         serde_json::json!({})
     } else {
-        serde_json::json!({"partialSuccess": {"rejectedSpans": rejected.to_string(), "errorMessage": message}})
+        serde_json::json!({"partialSuccess": {counter: rejected.to_string(), "errorMessage": message}})
     };
     serde_json::to_vec(&value).unwrap_or_default()
 }

@@ -2,4 +2,5 @@
 //! `google.rpc` error messages.
 
 pub mod json;
+pub mod json_logs;
 pub mod status;

@@ -5,8 +5,8 @@
 
 use super::{AssembledTrace, TraceHook};
 use crate::assemble::{Assembler, Placement, ReleasedTrace};
-use crate::receiver::split::TraceChunk;
-use crate::store::{self, PENDING, QUEUE, StoreError};
+use crate::receiver::split::{TraceChunk, UNTRACED};
+use crate::store::{self, PENDING, QUEUE, Signal, StoreError};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use redb::{Database, Durability};
 use std::sync::Arc;
@@ -35,8 +35,9 @@ pub enum Command {
         chunks: Vec<TraceChunk>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
-    /// The downstream acknowledged (or permanently refused) these queue records.
-    Delivered { keys: Vec<u64>, spans: u64 },
+    /// The downstream acknowledged (or permanently refused) these queue records, which held
+    /// `items` spans or log records.
+    Delivered { keys: Vec<u64>, items: u64 },
     /// Release every buffered trace into the queue now (shutdown).
     ReleaseAll { reply: oneshot::Sender<()> },
     /// Finish the commands received so far and stop, whoever still holds a handle.
@@ -58,8 +59,8 @@ impl EngineHandle {
         answer.await.map_err(|_| Refusal::Stopped)?
     }
 
-    pub async fn delivered(&self, keys: Vec<u64>, spans: u64) {
-        let _ = self.send(Command::Delivered { keys, spans }).await;
+    pub async fn delivered(&self, keys: Vec<u64>, items: u64) {
+        let _ = self.send(Command::Delivered { keys, items }).await;
     }
 
     pub async fn release_all(&self) {
@@ -99,7 +100,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     queue_grew: Arc<Notify>,
     next_key: u64,
-    queued_spans: u64,
+    /// Spans and log records in the sending queue.
+    queued_items: u64,
     queue_capacity: u64,
     release_tick: Duration,
     /// Deletes of delivered records whose commit failed, retried with the next commit.
@@ -131,7 +133,7 @@ impl Engine {
             metrics,
             queue_grew: queue_grew.clone(),
             next_key: recovered.next_key,
-            queued_spans: recovered.queued_spans,
+            queued_items: recovered.queued_items,
             queue_capacity,
             release_tick,
             retry_deletes: (Vec::new(), 0),
@@ -140,7 +142,7 @@ impl Engine {
         for chunk in &recovered.pending {
             engine
                 .assembler
-                .add(now, chunk.trace_id, chunk.key, chunk.spans, false);
+                .add(now, chunk.trace_id, chunk.key, chunk.items, false);
         }
         engine
             .metrics
@@ -194,9 +196,9 @@ impl Engine {
         let mut release_all_replies = Vec::new();
         for command in commands {
             match command {
-                Command::Delivered { keys, spans } => {
+                Command::Delivered { keys, items } => {
                     delivered_keys.extend(keys);
-                    delivered_spans += spans;
+                    delivered_spans += items;
                 }
                 Command::Ingest { chunks, reply } => ingests.push((chunks, reply)),
                 Command::ReleaseAll { reply } => release_all_replies.push(reply),
@@ -208,17 +210,17 @@ impl Engine {
         let mut free_slots = self.assembler.free_trace_slots();
         let mut room = self
             .queue_capacity
-            .saturating_sub(self.queued_spans + self.assembler.spans_in_flight());
+            .saturating_sub(self.queued_items + self.assembler.spans_in_flight());
         let mut admitted: Vec<(Vec<TraceChunk>, oneshot::Sender<Result<(), Refusal>>)> = Vec::new();
         let mut new_ids = std::collections::HashSet::new();
         for (chunks, reply) in ingests {
-            let spans: u64 = chunks.iter().map(|c| u64::from(c.spans)).sum();
+            let spans: u64 = chunks.iter().map(|c| u64::from(c.items)).sum();
             // Distinct traces this request would start.
             let starts: std::collections::HashSet<_> = chunks
                 .iter()
                 .filter(|c| {
                     !self.assembler.is_buffered(&c.trace_id)
-                        && self.assembler.placement(&c.trace_id) == Placement::Buffer
+                        && placement(&self.assembler, c) == Placement::Buffer
                         && !new_ids.contains(&c.trace_id)
                 })
                 .map(|c| c.trace_id)
@@ -246,10 +248,13 @@ impl Engine {
         let release_all = !release_all_replies.is_empty();
         match self.commit(&delivered_keys, &admitted, now, release_all) {
             Ok(outcome) => {
-                self.queued_spans =
-                    self.queued_spans.saturating_sub(delivered_spans) + outcome.queued_spans;
+                self.queued_items =
+                    self.queued_items.saturating_sub(delivered_spans) + outcome.queued_items;
                 // Metrics first: a client that got its OK sees them up to date.
                 self.metrics.assembler_late_spans.inc_by(outcome.late_spans);
+                self.metrics
+                    .assembler_late_log_records
+                    .inc_by(outcome.late_log_records);
                 self.update_gauges();
                 for (_, reply) in admitted {
                     let _ = reply.send(Ok(()));
@@ -284,9 +289,9 @@ impl Engine {
         self.assembler.reset();
         for chunk in &recovered.pending {
             self.assembler
-                .add(now, chunk.trace_id, chunk.key, chunk.spans, false);
+                .add(now, chunk.trace_id, chunk.key, chunk.items, false);
         }
-        self.queued_spans = recovered.queued_spans;
+        self.queued_items = recovered.queued_items;
         self.next_key = self.next_key.max(recovered.next_key);
         Ok(())
     }
@@ -323,23 +328,36 @@ impl Engine {
             }
             for (chunks, _) in admitted {
                 for chunk in chunks {
-                    match self.assembler.placement(&chunk.trace_id) {
+                    match placement(&self.assembler, chunk) {
                         Placement::Late => {
                             queue.insert(
                                 key,
-                                store::queued_value(chunk.spans, &[&chunk.payload]).as_slice(),
+                                store::queued_value(chunk.signal, chunk.items, &[&chunk.payload])
+                                    .as_slice(),
                             )?;
                             outcome.queued_records += 1;
-                            outcome.queued_spans += u64::from(chunk.spans);
-                            outcome.late_spans += u64::from(chunk.spans);
+                            outcome.queued_items += u64::from(chunk.items);
+                            if chunk.trace_id != UNTRACED {
+                                match chunk.signal {
+                                    Signal::Traces => outcome.late_spans += u64::from(chunk.items),
+                                    Signal::Logs => {
+                                        outcome.late_log_records += u64::from(chunk.items)
+                                    }
+                                }
+                            }
                         }
                         Placement::Buffer => {
                             pending.insert(
                                 key,
-                                store::pending_value(&chunk.trace_id, chunk.spans, &chunk.payload)
-                                    .as_slice(),
+                                store::pending_value(
+                                    &chunk.trace_id,
+                                    chunk.signal,
+                                    chunk.items,
+                                    &chunk.payload,
+                                )
+                                .as_slice(),
                             )?;
-                            buffered.push((chunk.trace_id, key, chunk.spans, chunk.has_root));
+                            buffered.push((chunk.trace_id, key, chunk.items, chunk.has_root));
                         }
                     }
                     key += 1;
@@ -355,28 +373,44 @@ impl Engine {
                 to_release.extend(self.assembler.release_all());
             }
             for trace in to_release {
-                let mut parts = Vec::with_capacity(trace.keys.len());
-                let mut spans = 0u64;
-                for k in &trace.keys {
-                    if let Some(value) = pending.remove(k)? {
-                        let (_, chunk_spans, payload) = store::split_pending(value.value());
-                        spans += u64::from(chunk_spans);
-                        parts.extend_from_slice(payload);
-                    }
-                }
                 let mut assembled = AssembledTrace {
                     trace_id: trace.trace_id,
-                    spans,
-                    payload: parts,
+                    ..AssembledTrace::default()
                 };
+                for k in &trace.keys {
+                    if let Some(value) = pending.remove(k)? {
+                        let (_, signal, items, payload) = store::split_pending(value.value());
+                        // Concatenated `TracesData` (`LogsData`) messages are one message.
+                        match signal {
+                            Signal::Traces => {
+                                assembled.spans += u64::from(items);
+                                assembled.payload.extend_from_slice(payload);
+                            }
+                            Signal::Logs => {
+                                assembled.log_records += u64::from(items);
+                                assembled.logs.extend_from_slice(payload);
+                            }
+                        }
+                    }
+                }
                 self.hook.on_trace(&mut assembled);
-                queue.insert(
-                    key,
-                    store::queued_value(assembled.spans as u32, &[&assembled.payload]).as_slice(),
-                )?;
-                key += 1;
-                outcome.queued_records += 1;
-                outcome.queued_spans += assembled.spans;
+                // Spans before their logs, so a downstream sees the trace the logs point to.
+                let records = [
+                    (Signal::Traces, assembled.spans, &assembled.payload),
+                    (Signal::Logs, assembled.log_records, &assembled.logs),
+                ];
+                for (signal, items, payload) in records {
+                    if items == 0 && payload.is_empty() {
+                        continue;
+                    }
+                    queue.insert(
+                        key,
+                        store::queued_value(signal, items as u32, &[payload]).as_slice(),
+                    )?;
+                    key += 1;
+                    outcome.queued_records += 1;
+                    outcome.queued_items += items;
+                }
                 all_released.push(trace.reason);
             }
         }
@@ -405,13 +439,23 @@ impl Engine {
             .set(self.assembler.spans_in_flight() as i64);
         self.metrics
             .exporter_queue_size
-            .set(self.queued_spans as i64);
+            .set(self.queued_items as i64);
+    }
+}
+
+/// Where a chunk goes: log records without a trace id have no trace to wait for.
+fn placement(assembler: &Assembler, chunk: &TraceChunk) -> Placement {
+    if chunk.trace_id == UNTRACED {
+        Placement::Late
+    } else {
+        assembler.placement(&chunk.trace_id)
     }
 }
 
 #[derive(Default)]
 struct CommitOutcome {
     queued_records: u64,
-    queued_spans: u64,
+    queued_items: u64,
     late_spans: u64,
+    late_log_records: u64,
 }

@@ -6,17 +6,21 @@ mod engine;
 pub use engine::{Command, Engine, EngineHandle, Refusal};
 
 /// A complete trace as released by the assembler: one `TracesData` payload holding every span,
-/// each under its original resource and scope.
-#[derive(Debug, Clone)]
+/// each under its original resource and scope, and one `LogsData` with the log records that
+/// carry its trace id (GenAI instrumentations often emit message content as log events).
+#[derive(Debug, Clone, Default)]
 pub struct AssembledTrace {
     pub trace_id: crate::assemble::TraceId,
     pub spans: u64,
     /// Encoded `opentelemetry.proto.trace.v1.TracesData`.
     pub payload: Vec<u8>,
+    pub log_records: u64,
+    /// Encoded `opentelemetry.proto.logs.v1.LogsData` (empty when the trace has no logs).
+    pub logs: Vec<u8>,
 }
 
 /// Called once per released trace, on the engine thread, before the trace is queued for export.
-/// It may rewrite the payload (e.g. add attributes) but must keep every span.
+/// It may rewrite the payloads (e.g. add attributes) but must keep every span and log record.
 pub trait TraceHook: Send + 'static {
     fn on_trace(&mut self, trace: &mut AssembledTrace);
 }

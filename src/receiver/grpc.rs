@@ -1,11 +1,15 @@
-//! OTLP/gRPC `TraceService/Export`, served with a pass-through codec: the request arrives as
-//! bytes and is split at the wire level (see `wire.rs`) instead of being decoded into structs.
+//! OTLP/gRPC `TraceService/Export` and `LogsService/Export`, served with a pass-through codec: the
+//! request arrives as bytes and is split at the wire level (see `wire.rs`) instead of being
+//! decoded into structs.
 
 use super::Ingest;
-use super::split::split_encoded;
+use super::split::{Signal, split_encoded, split_encoded_logs};
 use crate::otlp::status::grpc_status_with_retry;
 use crate::pipeline::Refusal;
 use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
@@ -21,7 +25,8 @@ use tonic::codec::{
 };
 use tonic::{Code, Request, Response, Status};
 
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// The gRPC trace receiver as a tower service, mounted with tonic's server.
 #[derive(Clone)]
@@ -29,7 +34,12 @@ pub struct GrpcReceiver {
     ingest: Arc<Ingest>,
     max_bytes: usize,
     compression: EnabledCompressionEncodings,
+    signal: Signal,
 }
+
+/// The same receiver for `LogsService` (tonic routes by the service name).
+#[derive(Clone)]
+pub struct GrpcLogsReceiver(GrpcReceiver);
 
 impl GrpcReceiver {
     pub fn service(ingest: Ingest, max_bytes: usize, gzip: bool) -> GrpcReceiver {
@@ -41,12 +51,42 @@ impl GrpcReceiver {
             ingest: Arc::new(ingest),
             max_bytes,
             compression,
+            signal: Signal::Traces,
         }
+    }
+
+    pub fn logs(&self) -> GrpcLogsReceiver {
+        GrpcLogsReceiver(GrpcReceiver {
+            signal: Signal::Logs,
+            ..self.clone()
+        })
     }
 }
 
 impl tonic::server::NamedService for GrpcReceiver {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl tonic::server::NamedService for GrpcLogsReceiver {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+}
+
+impl<B> tower::Service<http::Request<B>> for GrpcLogsReceiver
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        <GrpcReceiver as tower::Service<http::Request<B>>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.0.call(request)
+    }
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, Infallible>> + Send>>;
@@ -67,51 +107,77 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            if request.uri().path() != EXPORT_PATH {
-                return Ok(
-                    Status::unimplemented("only TraceService/Export is served here").into_http(),
-                );
+            let expected = match this.signal {
+                Signal::Traces => TRACES_PATH,
+                Signal::Logs => LOGS_PATH,
+            };
+            if request.uri().path() != expected {
+                return Ok(Status::unimplemented("only Export is served here").into_http());
             }
             let mut grpc = tonic::server::Grpc::new(PassThroughCodec)
                 .apply_compression_config(this.compression, this.compression)
                 .apply_max_message_size_config(Some(this.max_bytes), Some(4 * 1024 * 1024));
-            Ok(grpc.unary(ExportMethod(this.ingest.clone()), request).await)
+            Ok(grpc
+                .unary(ExportMethod(this.ingest.clone(), this.signal), request)
+                .await)
         })
     }
 }
 
-struct ExportMethod(Arc<Ingest>);
+struct ExportMethod(Arc<Ingest>, Signal);
 
 impl tonic::server::UnaryService<Bytes> for ExportMethod {
-    type Response = ExportTraceServiceResponse;
+    /// The encoded `Export*ServiceResponse`.
+    type Response = Vec<u8>;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Self::Response>, Status>> + Send>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let ingest = self.0.clone();
+        let (ingest, signal) = (self.0.clone(), self.1);
         Box::pin(async move {
-            let split = split_encoded(request.get_ref()).map_err(|e| {
+            let split = match signal {
+                Signal::Traces => split_encoded(request.get_ref()),
+                Signal::Logs => split_encoded_logs(request.get_ref()),
+            }
+            .map_err(|e| {
                 ingest.failed_request("grpc");
-                Status::invalid_argument(format!("undecodable ExportTraceServiceRequest: {e}"))
+                Status::invalid_argument(format!("undecodable export request: {e}"))
             })?;
             let rejected = split.rejected_spans;
             let message = split.reject_message.clone();
-            ingest.accept(split, "grpc").await.map_err(refusal_status)?;
-            let partial_success = (rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: rejected as i64,
-                error_message: message,
-            });
-            Ok(Response::new(ExportTraceServiceResponse {
-                partial_success,
-            }))
+            ingest
+                .accept(split, signal, "grpc")
+                .await
+                .map_err(refusal_status)?;
+            Ok(Response::new(export_response(signal, rejected, message)))
         })
     }
 }
 
-/// Hands the request over as raw bytes; encodes the (small) response with prost.
+/// The OTLP success response, with partial success when items were rejected.
+pub fn export_response(signal: Signal, rejected: u64, message: String) -> Vec<u8> {
+    match signal {
+        Signal::Traces => ExportTraceServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: rejected as i64,
+                error_message: message,
+            }),
+        }
+        .encode_to_vec(),
+        Signal::Logs => ExportLogsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected as i64,
+                error_message: message,
+            }),
+        }
+        .encode_to_vec(),
+    }
+}
+
+/// Hands the request over as raw bytes and writes the pre-encoded response.
 struct PassThroughCodec;
 
 impl Codec for PassThroughCodec {
-    type Encode = ExportTraceServiceResponse;
+    type Encode = Vec<u8>;
     type Decode = Bytes;
     type Encoder = ResponseEncoder;
     type Decoder = BytesDecoder;
@@ -126,11 +192,12 @@ impl Codec for PassThroughCodec {
 struct ResponseEncoder;
 
 impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
+    type Item = Vec<u8>;
     type Error = Status;
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(e.to_string()))
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 

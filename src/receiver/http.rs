@@ -1,9 +1,9 @@
-//! OTLP/HTTP: `POST /v1/traces` with `application/x-protobuf` or `application/json`, plain or
-//! gzip. The response is written in the request's encoding.
+//! OTLP/HTTP: `POST /v1/traces` and `POST /v1/logs` with `application/x-protobuf` or
+//! `application/json`, plain or gzip. The response is written in the request's encoding.
 
 use super::Ingest;
-use super::split::{split_by_trace, split_encoded};
-use crate::otlp::{json, status};
+use super::split::{Signal, split_by_trace, split_encoded, split_encoded_logs, split_logs};
+use crate::otlp::{json, json_logs, status};
 use crate::pipeline::Refusal;
 use axum::Router;
 use axum::body::Body;
@@ -12,9 +12,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::BodyExt;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
 use prost::Message;
 use std::io::Read;
 
@@ -41,13 +38,25 @@ impl Encoding {
 
 pub fn router(ingest: Ingest, max_body: usize) -> Router {
     Router::new()
-        .route("/v1/traces", post(export_traces))
+        .route(
+            "/v1/traces",
+            post(|state, headers, body| export(state, headers, body, Signal::Traces)),
+        )
+        .route(
+            "/v1/logs",
+            post(|state, headers, body| export(state, headers, body, Signal::Logs)),
+        )
         // The limit is enforced below, after decompression, with OTLP's status codes.
         .layer(DefaultBodyLimit::disable())
         .with_state(HttpState { ingest, max_body })
 }
 
-async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+async fn export(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -77,13 +86,20 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
             return error(encoding, code, &message);
         }
     };
-    let split = match encoding {
-        Encoding::Protobuf => {
+    let split = match (encoding, signal) {
+        (Encoding::Protobuf, Signal::Traces) => {
             split_encoded(&body).map_err(|e| format!("undecodable protobuf: {e}"))
         }
-        Encoding::Json => json::decode_traces(&body)
+        (Encoding::Protobuf, Signal::Logs) => {
+            split_encoded_logs(&body).map_err(|e| format!("undecodable protobuf: {e}"))
+        }
+        (Encoding::Json, Signal::Traces) => json::decode_traces(&body)
             .map_err(|e| e.to_string())
             .and_then(|request| split_by_trace(request).map_err(|e| e.to_string()))
+            .map_err(|e| format!("undecodable OTLP/JSON: {e}")),
+        (Encoding::Json, Signal::Logs) => json_logs::decode_logs(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|request| split_logs(request).map_err(|e| e.to_string()))
             .map_err(|e| format!("undecodable OTLP/JSON: {e}")),
     };
     let split = match split {
@@ -94,17 +110,18 @@ async fn export_traces(State(state): State<HttpState>, headers: HeaderMap, body:
         }
     };
     let (rejected, reject_message) = (split.rejected_spans, split.reject_message.clone());
-    match state.ingest.accept(split, "http").await {
+    match state.ingest.accept(split, signal, "http").await {
         Ok(()) => {
-            let body = match encoding {
-                Encoding::Protobuf => ExportTraceServiceResponse {
-                    partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
-                        rejected_spans: rejected as i64,
-                        error_message: reject_message,
-                    }),
+            let body = match (encoding, signal) {
+                (Encoding::Protobuf, _) => {
+                    super::grpc::export_response(signal, rejected, reject_message)
                 }
-                .encode_to_vec(),
-                Encoding::Json => json::export_response(rejected, &reject_message),
+                (Encoding::Json, Signal::Traces) => {
+                    json::export_response(rejected, &reject_message)
+                }
+                (Encoding::Json, Signal::Logs) => {
+                    json::logs_export_response(rejected, &reject_message)
+                }
             };
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }

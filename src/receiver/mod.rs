@@ -1,5 +1,6 @@
-//! OTLP receivers: gRPC `TraceService/Export` and OTLP/HTTP `POST /v1/traces`. Both validate and
-//! split a request by trace, then hand it to the engine, answering OK only once it is durable.
+//! OTLP receivers: gRPC `TraceService/Export` and `LogsService/Export`, OTLP/HTTP
+//! `POST /v1/traces` and `POST /v1/logs`. Both validate and split a request by trace, then hand it
+//! to the engine, answering OK only once it is durable.
 
 pub mod config;
 pub mod grpc;
@@ -9,7 +10,7 @@ pub mod wire;
 
 use crate::pipeline::{EngineHandle, Refusal};
 use crate::telemetry::metrics::{Metrics, TransportLabel};
-use split::SplitRequest;
+use split::{Signal, SplitRequest};
 use std::sync::Arc;
 
 pub use config::ReceiversConfig;
@@ -22,16 +23,29 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Stores the valid spans of a request; `Ok` means they are durable.
+    /// Stores the valid spans (or log records) of a request; `Ok` means they are durable.
     pub async fn accept(
         &self,
         split: SplitRequest,
+        signal: Signal,
         transport: &'static str,
     ) -> Result<(), Refusal> {
         let label = TransportLabel { transport };
+        let m = &self.metrics;
+        let (accepted_counter, refused_counter, rejected_counter) = match signal {
+            Signal::Traces => (
+                &m.receiver_accepted_spans,
+                &m.receiver_refused_spans,
+                &m.receiver_rejected_spans,
+            ),
+            Signal::Logs => (
+                &m.receiver_accepted_log_records,
+                &m.receiver_refused_log_records,
+                &m.receiver_rejected_log_records,
+            ),
+        };
         if split.rejected_spans > 0 {
-            self.metrics
-                .receiver_rejected_spans
+            rejected_counter
                 .get_or_create(&label)
                 .inc_by(split.rejected_spans);
         }
@@ -41,17 +55,11 @@ impl Ingest {
         }
         match self.engine.ingest(split.chunks).await {
             Ok(()) => {
-                self.metrics
-                    .receiver_accepted_spans
-                    .get_or_create(&label)
-                    .inc_by(accepted);
+                accepted_counter.get_or_create(&label).inc_by(accepted);
                 Ok(())
             }
             Err(refusal) => {
-                self.metrics
-                    .receiver_refused_spans
-                    .get_or_create(&label)
-                    .inc_by(accepted);
+                refused_counter.get_or_create(&label).inc_by(accepted);
                 Err(refusal)
             }
         }

@@ -1,7 +1,8 @@
-//! Validates the spans of one export request and splits it into one chunk per trace, each a
-//! self-contained `TracesData` that keeps every span under its original resource and scope.
-//! Chunks are assembled at the protobuf wire level so each span, resource and scope is encoded
-//! exactly once however many traces share them.
+//! Validates the spans (or log records) of one export request and splits it into one chunk per
+//! trace, each a self-contained `TracesData` (or `LogsData`) that keeps every item under its
+//! original resource and scope. Chunks are assembled at the protobuf wire level so each item,
+//! resource and scope is encoded exactly once however many traces share them. Traces and logs
+//! share the envelope layout (resource 1, scope list 2, schema url 3), so one splitter serves both.
 
 use super::wire::{self, Reader, Value, WireError};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -12,12 +13,18 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::assemble::TraceId;
+pub use crate::store::Signal;
 
-/// One trace's spans from one request, encoded as `TracesData`.
+/// Log records without a trace id are grouped under this id and pass straight through.
+pub const UNTRACED: TraceId = [0; 16];
+
+/// One trace's spans (or log records) from one request, encoded as `TracesData` (`LogsData`).
 #[derive(Debug, Clone)]
 pub struct TraceChunk {
     pub trace_id: TraceId,
-    pub spans: u32,
+    pub signal: Signal,
+    /// Spans or log records in the chunk.
+    pub items: u32,
     /// Holds a span without a parent (the root span is exported when it ends).
     pub has_root: bool,
     pub payload: Vec<u8>,
@@ -26,9 +33,10 @@ pub struct TraceChunk {
 #[derive(Debug, Default)]
 pub struct SplitRequest {
     pub chunks: Vec<TraceChunk>,
+    /// Spans or log records, by the request's signal.
     pub accepted_spans: u64,
     pub rejected_spans: u64,
-    /// Why spans were rejected (for OTLP partial success), empty if none were.
+    /// Why items were rejected (for OTLP partial success), empty if none were.
     pub reject_message: String,
 }
 
@@ -72,6 +80,60 @@ pub fn split_by_trace(request: ExportTraceServiceRequest) -> Result<SplitRequest
 /// refuse (bad UTF-8, wrong wire types) or whose ids are invalid is rejected alone; a request
 /// whose structure is broken is refused whole.
 pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
+    split_signal(request, Signal::Traces)
+}
+
+/// Splits an encoded `ExportLogsServiceRequest` by the trace id of each log record. Records
+/// without one (or with an all-zero one) form an `UNTRACED` chunk; ids of a wrong length are
+/// rejected record by record.
+pub fn split_encoded_logs(request: &[u8]) -> Result<SplitRequest, WireError> {
+    split_signal(request, Signal::Logs)
+}
+
+/// Splits a decoded logs request (OTLP/JSON arrives this way).
+pub fn split_logs(
+    request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+) -> Result<SplitRequest, WireError> {
+    split_encoded_logs(&request.encode_to_vec())
+}
+
+/// The trace id an item belongs to (`UNTRACED` for a log record without one), whether it is a
+/// root span, or why it is rejected.
+fn classify_item(item: &[u8], signal: Signal) -> Result<(TraceId, bool), &'static str> {
+    match signal {
+        Signal::Traces => {
+            if wire::validate(item, wire::span).is_err() {
+                return Err("undecodable span (invalid UTF-8 or wire types)");
+            }
+            let (trace_id, span_id, parent) =
+                wire::span_ids(item).map_err(|_| "undecodable span")?;
+            if let Some(reason) = id_problem(trace_id, span_id, parent) {
+                return Err(reason);
+            }
+            Ok((
+                trace_id.try_into().expect("validated length"),
+                parent.is_empty(),
+            ))
+        }
+        Signal::Logs => {
+            if wire::validate(item, wire::log_record).is_err() {
+                return Err("undecodable log record (invalid UTF-8 or wire types)");
+            }
+            let (trace_id, span_id) =
+                wire::log_record_ids(item).map_err(|_| "undecodable log record")?;
+            if !span_id.is_empty() && span_id.len() != 8 {
+                return Err("invalid span id (must be empty or 8 bytes)");
+            }
+            match trace_id.len() {
+                0 => Ok((UNTRACED, false)),
+                16 => Ok((trace_id.try_into().expect("16 bytes"), false)),
+                _ => Err("invalid trace id (must be empty or 16 bytes)"),
+            }
+        }
+    }
+}
+
+fn split_signal(request: &[u8], signal: Signal) -> Result<SplitRequest, WireError> {
     let mut out = SplitRequest::default();
     let mut reasons: Vec<&'static str> = Vec::new();
     let mut reject = |out: &mut SplitRequest, reason: &'static str| {
@@ -90,7 +152,7 @@ pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
     while let Some((field, value)) = top.next_field()? {
         let resource_spans = match (field, value) {
             (1, Value::Len(bytes)) => bytes,
-            (1, _) => return Err(WireError("resource_spans: unexpected wire type".into())),
+            (1, _) => return Err(WireError("resource list: unexpected wire type".into())),
             _ => continue,
         };
         let (resource, schema_url, scope_spans_list) = parts(resource_spans, wire::resource)?;
@@ -101,22 +163,19 @@ pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
             let scope_index = scopes.len();
             scopes.push((scope, schema_url));
             for span in spans {
-                if wire::validate(span, wire::span).is_err() {
-                    reject(&mut out, "undecodable span (invalid UTF-8 or wire types)");
-                    continue;
-                }
-                let (trace_id, span_id, parent) = wire::span_ids(span)?;
-                if let Some(reason) = id_problem(trace_id, span_id, parent) {
-                    reject(&mut out, reason);
-                    continue;
-                }
+                let (trace_id, is_root) = match classify_item(span, signal) {
+                    Ok(found) => found,
+                    Err(reason) => {
+                        reject(&mut out, reason);
+                        continue;
+                    }
+                };
                 out.accepted_spans += 1;
-                let trace_id: TraceId = trace_id.try_into().expect("validated length");
                 let group = groups.entry(trace_id).or_insert_with(|| {
                     order.push(trace_id);
                     Group::default()
                 });
-                group.has_root |= parent.is_empty();
+                group.has_root |= is_root;
                 group.entries.push(Entry {
                     resource: resource_index,
                     scope: scope_index,
@@ -126,8 +185,12 @@ pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
         }
     }
     if out.rejected_spans > 0 {
+        let what = match signal {
+            Signal::Traces => "span(s)",
+            Signal::Logs => "log record(s)",
+        };
         out.reject_message = format!(
-            "{} span(s) rejected: {}",
+            "{} {what} rejected: {}",
             out.rejected_spans,
             reasons.join("; ")
         );
@@ -138,7 +201,8 @@ pub fn split_encoded(request: &[u8]) -> Result<SplitRequest, WireError> {
             let group = groups.remove(&trace_id).expect("ordered ids are grouped");
             TraceChunk {
                 trace_id,
-                spans: group.entries.len() as u32,
+                signal,
+                items: group.entries.len() as u32,
                 has_root: group.has_root,
                 payload: encode_group(&group.entries, &resources, &scopes),
             }
@@ -304,7 +368,7 @@ mod tests {
         );
         let first = &split.chunks[0];
         assert_eq!(
-            (first.trace_id, first.spans, first.has_root),
+            (first.trace_id, first.items, first.has_root),
             ([1; 16], 2, true)
         );
         let decoded = TracesData::decode(first.payload.as_slice()).unwrap();

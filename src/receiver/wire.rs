@@ -236,6 +236,34 @@ fn status(field: u32) -> Option<Kind> {
 }
 
 /// The ids of an (already validated) span: trace id, span id, parent span id.
+/// `opentelemetry.proto.logs.v1.LogRecord`.
+pub fn log_record(field: u32) -> Option<Kind> {
+    Some(match field {
+        1 | 11 => Kind::Fixed64,
+        2 | 7 => Kind::Varint,
+        3 | 12 => Kind::Str,
+        5 => Kind::Message(any_value),
+        6 => Kind::Message(key_value),
+        8 => Kind::Fixed32,
+        9 | 10 => Kind::Bytes,
+        _ => return None,
+    })
+}
+
+/// A log record's trace id and span id (either may be empty).
+pub fn log_record_ids(record: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+    let mut reader = Reader::new(record);
+    while let Some((field, value)) = reader.next_field()? {
+        match (field, value) {
+            (9, Value::Len(b)) => trace_id = b,
+            (10, Value::Len(b)) => span_id = b,
+            _ => {}
+        }
+    }
+    Ok((trace_id, span_id))
+}
+
 pub fn span_ids(span: &[u8]) -> Result<(&[u8], &[u8], &[u8]), WireError> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let mut reader = Reader::new(span);

@@ -1,5 +1,6 @@
 //! The redb file: buffered trace chunks (`pending`) and the persistent sending queue (`queue`).
-//! Everything a client got an OK for lives here until the downstream acknowledged it.
+//! Everything a client got an OK for lives here until the downstream acknowledged it. Both tables
+//! hold spans and log records alike, each record tagged with its signal.
 
 pub mod config;
 
@@ -9,13 +10,40 @@ use std::path::Path;
 pub use config::StorageConfig;
 
 /// Bumped whenever a table's layout changes. A file from a newer build is refused, never guessed.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version 2 tagged every record with its signal (spans or log records).
+pub const SCHEMA_VERSION: u64 = 2;
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// key: sequence number; value: trace id (16 bytes) · span count (u32 LE) · `TracesData` bytes.
-pub const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v1");
-/// key: sequence number (delivery order); value: span count (u32 LE) · `TracesData` bytes.
-pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v1");
+/// key: sequence number; value: trace id (16 bytes) · signal (u8) · item count (u32 LE) ·
+/// `TracesData` or `LogsData` bytes.
+pub const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v2");
+/// key: sequence number (delivery order); value: signal (u8) · item count (u32 LE) · `TracesData`
+/// or `LogsData` bytes.
+pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v2");
+
+// Schema 1 (spans only): the same layouts without the signal byte. Migrated on open.
+const PENDING_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v1");
+const QUEUE_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v1");
+
+/// Which OTLP signal a stored record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `TracesData`; items are spans.
+    Traces = 0,
+    /// `LogsData`; items are log records.
+    Logs = 1,
+}
+
+impl Signal {
+    fn from_byte(byte: u8) -> Signal {
+        // Only this process writes the tables; an unknown byte cannot come from a known schema.
+        if byte == Signal::Logs as u8 {
+            Signal::Logs
+        } else {
+            Signal::Traces
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,14 +84,16 @@ redb_errors!(
 pub struct RecoveredChunk {
     pub key: u64,
     pub trace_id: [u8; 16],
-    pub spans: u32,
+    pub signal: Signal,
+    pub items: u32,
 }
 
 /// What the file held when it was opened.
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub pending: Vec<RecoveredChunk>,
-    pub queued_spans: u64,
+    /// Spans and log records waiting in the queue.
+    pub queued_items: u64,
     pub queued_records: u64,
     pub next_key: u64,
 }
@@ -100,6 +130,11 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
                     found,
                 });
             }
+            Some(1) => {
+                migrate_v1(&tx)?;
+                meta.insert("schema_version", SCHEMA_VERSION)?;
+                tracing::info!(path = %path.display(), "storage migrated from schema 1 to 2");
+            }
             Some(_) => {}
             None => {
                 meta.insert("schema_version", SCHEMA_VERSION)?;
@@ -112,6 +147,40 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Copies schema-1 records (all spans) into the schema-2 tables, keeping their keys and order.
+fn migrate_v1(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    {
+        let old = tx.open_table(PENDING_V1)?;
+        let mut new = tx.open_table(PENDING)?;
+        for entry in old.iter()? {
+            let (key, value) = entry?;
+            let value = value.value();
+            if value.len() < 20 {
+                continue;
+            }
+            let trace_id: [u8; 16] = value[..16].try_into().expect("16 bytes");
+            let spans = u32::from_le_bytes(value[16..20].try_into().expect("4 bytes"));
+            let record = pending_value(&trace_id, Signal::Traces, spans, &value[20..]);
+            new.insert(key.value(), record.as_slice())?;
+        }
+        let old = tx.open_table(QUEUE_V1)?;
+        let mut new = tx.open_table(QUEUE)?;
+        for entry in old.iter()? {
+            let (key, value) = entry?;
+            let value = value.value();
+            if value.len() < 4 {
+                continue;
+            }
+            let spans = u32::from_le_bytes(value[..4].try_into().expect("4 bytes"));
+            let record = queued_value(Signal::Traces, spans, &[&value[4..]]);
+            new.insert(key.value(), record.as_slice())?;
+        }
+    }
+    tx.delete_table(PENDING_V1)?;
+    tx.delete_table(QUEUE_V1)?;
+    Ok(())
+}
+
 pub fn recover(db: &Database) -> Result<Recovered, StoreError> {
     let tx = db.begin_read()?;
     let pending_table = tx.open_table(PENDING)?;
@@ -119,16 +188,17 @@ pub fn recover(db: &Database) -> Result<Recovered, StoreError> {
     let mut recovered = Recovered::default();
     for entry in pending_table.iter()? {
         let (key, value) = entry?;
-        let (trace_id, spans, _) = split_pending(value.value());
+        let (trace_id, signal, items, _) = split_pending(value.value());
         recovered.pending.push(RecoveredChunk {
             key: key.value(),
             trace_id,
-            spans,
+            signal,
+            items,
         });
     }
     for entry in queue_table.iter()? {
         let (_, value) = entry?;
-        recovered.queued_spans += u64::from(split_queued(value.value()).0);
+        recovered.queued_items += u64::from(split_queued(value.value()).1);
         recovered.queued_records += 1;
     }
     let last_pending = pending_table.last()?.map(|(k, _)| k.value());
@@ -138,35 +208,37 @@ pub fn recover(db: &Database) -> Result<Recovered, StoreError> {
     Ok(recovered)
 }
 
-pub fn pending_value(trace_id: &[u8; 16], spans: u32, payload: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(20 + payload.len());
+pub fn pending_value(trace_id: &[u8; 16], signal: Signal, items: u32, payload: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(21 + payload.len());
     value.extend_from_slice(trace_id);
-    value.extend_from_slice(&spans.to_le_bytes());
+    value.push(signal as u8);
+    value.extend_from_slice(&items.to_le_bytes());
     value.extend_from_slice(payload);
     value
 }
 
-pub fn split_pending(value: &[u8]) -> ([u8; 16], u32, &[u8]) {
-    let mut trace_id = [0u8; 16];
-    trace_id.copy_from_slice(&value[..16]);
-    let spans = u32::from_le_bytes(value[16..20].try_into().expect("4 bytes"));
-    (trace_id, spans, &value[20..])
+pub fn split_pending(value: &[u8]) -> ([u8; 16], Signal, u32, &[u8]) {
+    let trace_id: [u8; 16] = value[..16].try_into().expect("16 bytes");
+    let items = u32::from_le_bytes(value[17..21].try_into().expect("4 bytes"));
+    (trace_id, Signal::from_byte(value[16]), items, &value[21..])
 }
 
-pub fn queued_value(spans: u32, payload_parts: &[&[u8]]) -> Vec<u8> {
+pub fn queued_value(signal: Signal, items: u32, payload_parts: &[&[u8]]) -> Vec<u8> {
     let len = payload_parts.iter().map(|p| p.len()).sum::<usize>();
-    let mut value = Vec::with_capacity(4 + len);
-    value.extend_from_slice(&spans.to_le_bytes());
+    let mut value = Vec::with_capacity(5 + len);
+    value.push(signal as u8);
+    value.extend_from_slice(&items.to_le_bytes());
     for part in payload_parts {
         value.extend_from_slice(part);
     }
     value
 }
 
-pub fn split_queued(value: &[u8]) -> (u32, &[u8]) {
+pub fn split_queued(value: &[u8]) -> (Signal, u32, &[u8]) {
     (
-        u32::from_le_bytes(value[..4].try_into().expect("4 bytes")),
-        &value[4..],
+        Signal::from_byte(value[0]),
+        u32::from_le_bytes(value[1..5].try_into().expect("4 bytes")),
+        &value[5..],
     )
 }
 
@@ -205,11 +277,11 @@ mod tests {
         let tx = db.begin_write().unwrap();
         tx.open_table(PENDING)
             .unwrap()
-            .insert(7, pending_value(&[1; 16], 3, b"x").as_slice())
+            .insert(7, pending_value(&[1; 16], Signal::Logs, 3, b"x").as_slice())
             .unwrap();
         tx.open_table(QUEUE)
             .unwrap()
-            .insert(9, queued_value(5, &[b"a", b"b"]).as_slice())
+            .insert(9, queued_value(Signal::Traces, 5, &[b"a", b"b"]).as_slice())
             .unwrap();
         tx.commit().unwrap();
         drop(db);
@@ -219,16 +291,73 @@ mod tests {
             vec![RecoveredChunk {
                 key: 7,
                 trace_id: [1; 16],
-                spans: 3
+                signal: Signal::Logs,
+                items: 3
             }]
         );
         assert_eq!(
             (
-                recovered.queued_spans,
+                recovered.queued_items,
                 recovered.queued_records,
                 recovered.next_key
             ),
             (5, 1, 10)
         );
+    }
+
+    #[test]
+    fn a_schema_1_file_is_migrated_keeping_every_record_and_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema_version", 1)
+                .unwrap();
+            let mut v1 = [0u8; 20 + 3];
+            v1[..16].copy_from_slice(&[4; 16]);
+            v1[16..20].copy_from_slice(&2u32.to_le_bytes());
+            v1[20..].copy_from_slice(b"abc");
+            tx.open_table(PENDING_V1)
+                .unwrap()
+                .insert(3, v1.as_slice())
+                .unwrap();
+            let mut q = 6u32.to_le_bytes().to_vec();
+            q.extend_from_slice(b"spans");
+            tx.open_table(QUEUE_V1)
+                .unwrap()
+                .insert(8, q.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let config = StorageConfig {
+            path,
+            cache_size_mib: 4,
+        };
+        let (db, recovered) = open(&config).unwrap();
+        assert_eq!(
+            recovered.pending,
+            vec![RecoveredChunk {
+                key: 3,
+                trace_id: [4; 16],
+                signal: Signal::Traces,
+                items: 2
+            }]
+        );
+        assert_eq!((recovered.queued_items, recovered.next_key), (6, 9));
+        let tx = db.begin_read().unwrap();
+        let queue = tx.open_table(QUEUE).unwrap();
+        let value = queue.get(8).unwrap().unwrap();
+        assert_eq!(
+            split_queued(value.value()),
+            (Signal::Traces, 6, &b"spans"[..])
+        );
+        let pending = tx.open_table(PENDING).unwrap();
+        let value = pending.get(3).unwrap().unwrap();
+        assert_eq!(split_pending(value.value()).3, b"abc");
+        let meta = tx.open_table(META).unwrap();
+        assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), 2);
     }
 }

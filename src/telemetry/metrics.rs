@@ -24,12 +24,18 @@ pub struct Metrics {
     pub receiver_refused_spans: Family<TransportLabel, Counter>,
     pub receiver_rejected_spans: Family<TransportLabel, Counter>,
     pub receiver_failed_requests: Family<TransportLabel, Counter>,
+    pub receiver_accepted_log_records: Family<TransportLabel, Counter>,
+    pub receiver_refused_log_records: Family<TransportLabel, Counter>,
+    pub receiver_rejected_log_records: Family<TransportLabel, Counter>,
     pub assembler_traces_in_flight: Gauge,
     pub assembler_spans_in_flight: Gauge,
     pub assembler_released_traces: Family<ReasonLabel, Counter>,
     pub assembler_late_spans: Counter,
+    pub assembler_late_log_records: Counter,
     pub exporter_sent_spans: Counter,
     pub exporter_send_failed_spans: Family<ReasonLabel, Counter>,
+    pub exporter_sent_log_records: Counter,
+    pub exporter_send_failed_log_records: Family<ReasonLabel, Counter>,
     pub exporter_requests_retried: Counter,
     pub exporter_queue_size: Gauge,
     pub exporter_queue_capacity: Gauge,
@@ -45,12 +51,18 @@ impl Metrics {
             receiver_refused_spans: Family::default(),
             receiver_rejected_spans: Family::default(),
             receiver_failed_requests: Family::default(),
+            receiver_accepted_log_records: Family::default(),
+            receiver_refused_log_records: Family::default(),
+            receiver_rejected_log_records: Family::default(),
             assembler_traces_in_flight: Gauge::default(),
             assembler_spans_in_flight: Gauge::default(),
             assembler_released_traces: Family::default(),
             assembler_late_spans: Counter::default(),
+            assembler_late_log_records: Counter::default(),
             exporter_sent_spans: Counter::default(),
             exporter_send_failed_spans: Family::default(),
+            exporter_sent_log_records: Counter::default(),
+            exporter_send_failed_log_records: Family::default(),
             exporter_requests_retried: Counter::default(),
             exporter_queue_size: Gauge::default(),
             exporter_queue_capacity: Gauge::default(),
@@ -76,13 +88,28 @@ impl Metrics {
             m.receiver_failed_requests.clone(),
         );
         r.register(
+            "tracetopics_receiver_accepted_log_records",
+            "Log records accepted and stored durably before the client got its OK",
+            m.receiver_accepted_log_records.clone(),
+        );
+        r.register(
+            "tracetopics_receiver_refused_log_records",
+            "Log records refused with a retryable error; the client keeps them",
+            m.receiver_refused_log_records.clone(),
+        );
+        r.register(
+            "tracetopics_receiver_rejected_log_records",
+            "Invalid log records rejected through OTLP partial success",
+            m.receiver_rejected_log_records.clone(),
+        );
+        r.register(
             "tracetopics_assembler_traces_in_flight",
             "Traces waiting to be complete",
             m.assembler_traces_in_flight.clone(),
         );
         r.register(
             "tracetopics_assembler_spans_in_flight",
-            "Spans of traces waiting to be complete",
+            "Spans and log records of traces waiting to be complete",
             m.assembler_spans_in_flight.clone(),
         );
         r.register(
@@ -94,6 +121,21 @@ impl Metrics {
             "tracetopics_assembler_late_spans",
             "Spans that arrived after their trace was released and were passed on at once",
             m.assembler_late_spans.clone(),
+        );
+        r.register(
+            "tracetopics_assembler_late_log_records",
+            "Log records that arrived after their trace was released and were passed on at once",
+            m.assembler_late_log_records.clone(),
+        );
+        r.register(
+            "tracetopics_exporter_sent_log_records",
+            "Log records the downstream acknowledged",
+            m.exporter_sent_log_records.clone(),
+        );
+        r.register(
+            "tracetopics_exporter_send_failed_log_records",
+            "Log records given up on, by reason (as for spans)",
+            m.exporter_send_failed_log_records.clone(),
         );
         r.register(
             "tracetopics_exporter_sent_spans",
@@ -108,12 +150,12 @@ impl Metrics {
         );
         r.register(
             "tracetopics_exporter_queue_size",
-            "Spans in the persistent sending queue",
+            "Spans and log records in the persistent sending queue",
             m.exporter_queue_size.clone(),
         );
         r.register(
             "tracetopics_exporter_queue_capacity",
-            "Capacity of the sending queue in spans (sending_queue.queue_size)",
+            "Capacity of the sending queue in spans and log records (sending_queue.queue_size)",
             m.exporter_queue_capacity.clone(),
         );
         r.register(

@@ -2,6 +2,12 @@
 //! that binds every port to 0 and keeps its redb file in a temp dir.
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -9,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use std::collections::HashMap;
@@ -42,6 +49,8 @@ impl Default for SinkBehaviour {
 #[derive(Default)]
 struct SinkState {
     accepted: Vec<ExportTraceServiceRequest>,
+    /// Log requests, each stamped with how many trace requests had arrived before it (order).
+    logs: Vec<(usize, ExportLogsServiceRequest)>,
     attempts: usize,
 }
 
@@ -51,10 +60,35 @@ pub struct Sink {
     state: Arc<Mutex<SinkState>>,
     behaviour: SinkBehaviour,
     spans_seen: watch::Sender<usize>,
+    logs_seen: watch::Sender<usize>,
     pub addr: SocketAddr,
 }
 
 struct SinkService(Sink);
+
+#[tonic::async_trait]
+impl LogsService for SinkService {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let sink = &self.0;
+        let request = request.into_inner();
+        let records: usize = request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        let mut state = sink.state.lock().unwrap();
+        let order = state.accepted.len();
+        state.logs.push((order, request));
+        sink.logs_seen.send_modify(|n| *n += records);
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for SinkService {
@@ -107,14 +141,18 @@ impl Sink {
             state: Arc::default(),
             behaviour,
             spans_seen: watch::channel(0).0,
+            logs_seen: watch::channel(0).0,
             addr,
         };
+        let logs = LogsServiceServer::new(SinkService(sink.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let service = TraceServiceServer::new(SinkService(sink.clone()))
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(64 * 1024 * 1024);
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(logs)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
                 .await
                 .unwrap();
@@ -127,6 +165,27 @@ impl Sink {
         let mut seen = self.spans_seen.subscribe();
         let _ = tokio::time::timeout(limit, seen.wait_for(|count| *count >= n)).await;
         *seen.borrow()
+    }
+
+    /// Waits (event-driven, bounded) until at least `n` log records arrived; returns how many did.
+    pub async fn wait_for_log_records(&self, n: usize, limit: Duration) -> usize {
+        let mut seen = self.logs_seen.subscribe();
+        let _ = tokio::time::timeout(limit, seen.wait_for(|count| *count >= n)).await;
+        *seen.borrow()
+    }
+
+    /// Every received log record, with the number of trace requests received before it.
+    pub fn log_records(&self) -> Vec<(usize, LogRecord)> {
+        let state = self.state.lock().unwrap();
+        let mut out = Vec::new();
+        for (order, request) in &state.logs {
+            for rl in &request.resource_logs {
+                for sl in &rl.scope_logs {
+                    out.extend(sl.log_records.iter().map(|r| (*order, r.clone())));
+                }
+            }
+        }
+        out
     }
 
     pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
