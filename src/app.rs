@@ -5,7 +5,8 @@ use crate::assemble::Assembler;
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
-use crate::pipeline::{Engine, EngineHandle, PassThrough, TraceHook};
+use crate::pipeline::{Engine, EngineHandle, TraceHook};
+use crate::preprocess::stage::{Discard, PreprocessedSink};
 use crate::receiver::Ingest;
 use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
 use crate::telemetry::metrics::Metrics;
@@ -53,6 +54,8 @@ pub struct RunningSidecar {
     telemetry: Vec<JoinHandle<()>>,
     engine: EngineHandle,
     engine_thread: std::thread::JoinHandle<()>,
+    /// Stage workers; they finish once the engine (holding their hand-over queue) stops.
+    stage_threads: Vec<std::thread::JoinHandle<()>>,
     exporter: ExporterHandle,
     shutdown_timeout: Duration,
 }
@@ -83,15 +86,36 @@ async fn until_true(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
 }
 
+/// What every released trace passes through.
+enum Stages {
+    /// The preprocess stage, handing its text to the sink.
+    Preprocess(Box<dyn PreprocessedSink>),
+    /// A caller-supplied hook instead of the stages (tests, embedding).
+    Hook(Box<dyn TraceHook>),
+}
+
 impl Sidecar {
     pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
-        Self::start_with_hook(config, Box::new(PassThrough)).await
+        Self::start_stages(config, Stages::Preprocess(Box::new(Discard))).await
     }
 
+    /// Runs the pipeline with `hook` in place of the topic stages.
     pub async fn start_with_hook(
         config: Config,
         hook: Box<dyn TraceHook>,
     ) -> Result<RunningSidecar, StartError> {
+        Self::start_stages(config, Stages::Hook(hook)).await
+    }
+
+    /// Runs the pipeline and hands every preprocessed trace to `sink`.
+    pub async fn start_with_preprocessed_sink(
+        config: Config,
+        sink: Box<dyn PreprocessedSink>,
+    ) -> Result<RunningSidecar, StartError> {
+        Self::start_stages(config, Stages::Preprocess(sink)).await
+    }
+
+    async fn start_stages(config: Config, stages: Stages) -> Result<RunningSidecar, StartError> {
         // Everything that can fail comes first, so a failed start leaves no task behind.
         let protocols = &config.receivers.otlp.protocols;
         let grpc_listener = match &protocols.grpc {
@@ -117,6 +141,18 @@ impl Sidecar {
 
         let metrics = Arc::new(Metrics::new());
         let db = Arc::new(db);
+        let (hook, stage_threads): (Box<dyn TraceHook>, Vec<_>) = match stages {
+            Stages::Hook(hook) => (hook, Vec::new()),
+            Stages::Preprocess(sink) => {
+                let (hook, thread) = crate::preprocess::stage::start(
+                    &config.preprocess,
+                    &config.base_dir,
+                    sink,
+                    metrics.clone(),
+                );
+                (Box::new(hook), vec![thread])
+            }
+        };
         let (engine, engine_thread) = Engine::start(
             db.clone(),
             recovered,
@@ -222,6 +258,7 @@ impl Sidecar {
             telemetry: telemetry_tasks,
             engine,
             engine_thread,
+            stage_threads,
             exporter,
             shutdown_timeout: config.service.shutdown_timeout.get(),
         })
@@ -255,7 +292,13 @@ impl RunningSidecar {
         let drained = self.exporter.drain(self.shutdown_timeout).await;
         // Stop is explicit, so the thread ends even if a handle is still held somewhere.
         self.engine.stop().await;
-        let joined = tokio::task::spawn_blocking(move || self.engine_thread.join());
+        let (engine_thread, stage_threads) = (self.engine_thread, self.stage_threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = engine_thread.join();
+            for thread in stage_threads {
+                let _ = thread.join();
+            }
+        });
         if tokio::time::timeout(Duration::from_secs(10), joined)
             .await
             .is_err()

@@ -7,6 +7,7 @@ pub mod config;
 pub mod export;
 pub mod otlp;
 pub mod pipeline;
+pub mod preprocess;
 pub mod receiver;
 pub mod store;
 pub mod telemetry;

@@ -7,6 +7,7 @@ pub mod types;
 
 use crate::assemble::config::AssemblerConfig;
 use crate::export::config::ExportersConfig;
+use crate::preprocess::config::PreprocessConfig;
 use crate::receiver::config::ReceiversConfig;
 use crate::store::config::StorageConfig;
 use crate::telemetry::config::{HealthCheckConfig, ServiceConfig, TelemetryConfig};
@@ -23,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub assembler: AssemblerConfig,
     #[serde(default)]
+    pub preprocess: PreprocessConfig,
+    #[serde(default)]
     pub exporters: ExportersConfig,
     #[serde(default)]
     pub storage: StorageConfig,
@@ -32,6 +35,10 @@ pub struct Config {
     pub health_check: HealthCheckConfig,
     #[serde(default)]
     pub service: ServiceConfig,
+    /// The directory relative paths in the file (plugins) are resolved against: the config
+    /// file's own directory.
+    #[serde(skip)]
+    pub base_dir: std::path::PathBuf,
 }
 
 /// One thing wrong with a configuration, located by its YAML path (`exporters.otlp.timeout`).
@@ -86,13 +93,26 @@ impl Config {
                 format!("cannot read {}: {e}", path.display()),
             )],
         })?;
-        Self::parse(&text, |name| std::env::var(name).ok())
+        let base_dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::parse_in(&text, |name| std::env::var(name).ok(), base_dir)
     }
 
     /// Parses configuration text with the given variable lookup, collecting every problem.
     pub fn parse(
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse_in(text, lookup, Path::new("."))
+    }
+
+    /// As `parse`, resolving relative paths (plugins) against `base_dir`.
+    pub fn parse_in(
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+        base_dir: &Path,
     ) -> Result<Config, ConfigError> {
         let expanded = env::expand(text, lookup).map_err(|unset| ConfigError {
             problems: unset
@@ -142,13 +162,55 @@ impl Config {
                 }
             }
         };
+        let config = config.map(|mut config| {
+            config.base_dir = base_dir.to_path_buf();
+            config
+        });
         if let Some(config) = &config {
             problems.extend(config.check());
+            problems.extend(config.check_plugins());
         }
         match config {
             Some(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigError { problems }),
         }
+    }
+
+    /// Every plugin must compile (a syntax error is reported with file and line) and the
+    /// global preprocessor must exist.
+    fn check_plugins(&self) -> Vec<Problem> {
+        let p = &self.preprocess;
+        let mut problems = Vec::new();
+        if p.max_tokens < 256 {
+            problems.push(problem("preprocess.max_tokens", "must be at least 256"));
+        }
+        if p.preprocessor != "default" && !p.plugins.contains_key(&p.preprocessor) {
+            problems.push(problem(
+                "preprocess.preprocessor",
+                format!(
+                    "`{}` is neither `default` nor a plugin under preprocess.plugins",
+                    p.preprocessor
+                ),
+            ));
+        }
+        for (name, plugin) in &p.plugins {
+            if name == "default" {
+                problems.push(problem(
+                    format!("preprocess.plugins.{name}"),
+                    "`default` names the built-in preprocessor; choose another name",
+                ));
+            }
+            if plugin.timeout.get().is_zero() {
+                problems.push(problem(
+                    format!("preprocess.plugins.{name}.timeout"),
+                    "must be greater than 0",
+                ));
+            }
+            if let Err(e) = crate::preprocess::Plugin::load(name, plugin, &self.base_dir) {
+                problems.push(problem(format!("preprocess.plugins.{name}"), e.to_string()));
+            }
+        }
+        problems
     }
 
     /// Checks that span several keys or need more than a type.

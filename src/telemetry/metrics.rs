@@ -18,6 +18,18 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PreprocessLabel {
+    pub preprocessor: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginErrorLabel {
+    pub plugin: String,
+    pub error: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub receiver_accepted_spans: Family<TransportLabel, Counter>,
@@ -39,6 +51,9 @@ pub struct Metrics {
     pub exporter_requests_retried: Counter,
     pub exporter_queue_size: Gauge,
     pub exporter_queue_capacity: Gauge,
+    pub preprocess_traces: Family<PreprocessLabel, Counter>,
+    pub preprocess_plugin_errors: Family<PluginErrorLabel, Counter>,
+    pub preprocess_tokens: Counter,
     pub storage_commit_failures: Counter,
     pub storage_commit_seconds: Counter<f64, AtomicU64>,
 }
@@ -66,6 +81,9 @@ impl Metrics {
             exporter_requests_retried: Counter::default(),
             exporter_queue_size: Gauge::default(),
             exporter_queue_capacity: Gauge::default(),
+            preprocess_traces: Family::default(),
+            preprocess_plugin_errors: Family::default(),
+            preprocess_tokens: Counter::default(),
             storage_commit_failures: Counter::default(),
             storage_commit_seconds: Counter::default(),
             registry: Registry::default(),
@@ -157,6 +175,21 @@ impl Metrics {
             "tracetopics_exporter_queue_capacity",
             "Capacity of the sending queue in spans and log records (sending_queue.queue_size)",
             m.exporter_queue_capacity.clone(),
+        );
+        r.register(
+            "tracetopics_preprocess_traces",
+            "Traces preprocessed, by preprocessor and outcome (ok, fallback, skipped, failed, empty, busy, undecodable)",
+            m.preprocess_traces.clone(),
+        );
+        r.register(
+            "tracetopics_preprocess_plugin_errors",
+            "JavaScript preprocessor failures, by plugin and error (threw, timeout, out_of_memory, wrong_type)",
+            m.preprocess_plugin_errors.clone(),
+        );
+        r.register(
+            "tracetopics_preprocess_tokens",
+            "Tokens of preprocessed text handed to the facet stage",
+            m.preprocess_tokens.clone(),
         );
         r.register(
             "tracetopics_storage_commit_failures",
