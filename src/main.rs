@@ -34,6 +34,22 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Print exactly what the facet model would see for one trace: the tool for plugin authors.
+    Preprocess {
+        /// Configuration file (its `preprocess:` section is used); defaults apply without one.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The trace as OTLP/JSON: one export request, or JSON Lines of them (as the Collector's
+        /// file exporter writes), with `resourceSpans` and/or `resourceLogs`.
+        #[arg(short, long, value_name = "TRACE.json")]
+        trace: PathBuf,
+        /// Use this preprocessor instead of `preprocess.preprocessor` (`default` or a plugin).
+        #[arg(short, long)]
+        preprocessor: Option<String>,
+        /// Also print the trace metadata (service, user, models, tokens, errors) as JSON.
+        #[arg(long)]
+        meta: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +65,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Preprocess {
+            config,
+            trace,
+            preprocessor,
+            meta,
+        } => preprocess(config, trace, preprocessor, meta),
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
@@ -66,6 +88,88 @@ fn main() -> ExitCode {
                 .build()
                 .expect("building the tokio runtime");
             runtime.block_on(run(config))
+        }
+    }
+}
+
+fn preprocess(
+    config: Option<PathBuf>,
+    trace: PathBuf,
+    preprocessor: Option<String>,
+    meta: bool,
+) -> ExitCode {
+    use tracetopics::preprocess::{Preprocessor, Skipped, trace::from_otlp_json};
+    let config = match config {
+        Some(path) => match Config::load(&path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprint!("{}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    let name = preprocessor.unwrap_or_else(|| config.preprocess.preprocessor.clone());
+    let base_dir = if config.base_dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        config.base_dir.as_path()
+    };
+    let mut preprocessor = match Preprocessor::new(&config.preprocess, &name, base_dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let view = match std::fs::read_to_string(&trace)
+        .map_err(|e| e.to_string())
+        .and_then(|text| from_otlp_json(&text))
+    {
+        Ok(view) => view,
+        Err(e) => {
+            eprintln!("{}: {e}", trace.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match preprocessor.run(&view) {
+        Ok(out) => {
+            if let Some(error) = &out.plugin_error {
+                eprintln!(
+                    "plugin `{name}` failed ({error}); showing the default preprocessor's output (on_error: default)"
+                );
+            }
+            println!("{}", out.text());
+            eprintln!(
+                "-- {} segment(s), {} token(s){}, by `{}`",
+                out.segments.len(),
+                out.tokens,
+                if out.omitted_tokens > 0 {
+                    format!(", {} omitted by the cap", out.omitted_tokens)
+                } else {
+                    String::new()
+                },
+                out.preprocessor
+            );
+            if meta {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out.meta).unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Skipped::ByPlugin) => {
+            eprintln!("-- skipped: plugin `{name}` returned null");
+            ExitCode::SUCCESS
+        }
+        Err(Skipped::Empty) => {
+            eprintln!("-- skipped: no conversation found in the trace");
+            ExitCode::SUCCESS
+        }
+        Err(Skipped::PluginFailed(error)) => {
+            eprintln!("-- skipped: plugin `{name}` failed ({error}) and on_error is skip");
+            ExitCode::from(2)
         }
     }
 }

@@ -219,3 +219,36 @@ fn secrets_in_headers_never_appear_in_errors() {
         "Debug must redact header values"
     );
 }
+
+#[test]
+fn a_plugin_with_a_syntax_error_fails_validation_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.js"),
+        "function preprocess(trace) {\n  return [\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("good.js"),
+        "function preprocess(trace) { return 'x'; }",
+    )
+    .unwrap();
+    let text = "preprocess:\n  preprocessor: nope\n  plugins:\n    broken:\n      path: broken.js\n    good:\n      path: good.js\n      on_error: skip\n    missing:\n      path: missing.js\n";
+    let err = Config::parse_in(text, no_env, dir.path()).unwrap_err();
+    let messages: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(
+        messages[0].starts_with("preprocess.preprocessor:"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].starts_with("preprocess.plugins.broken:")
+            && messages[1].contains("broken.js:3")
+            && messages[1].contains("SyntaxError"),
+        "{messages:?}"
+    );
+    assert!(messages[2].contains("missing.js"), "{messages:?}");
+    let ok = "preprocess:\n  preprocessor: good\n  plugins:\n    good:\n      path: good.js\n";
+    let config = Config::parse_in(ok, no_env, dir.path()).unwrap();
+    assert_eq!(config.preprocess.preprocessor, "good");
+}
