@@ -143,7 +143,7 @@ fn preprocess(
             eprintln!(
                 "-- {} segment(s), {} token(s){}, by `{}`",
                 out.segments.len(),
-                out.tokens,
+                out.tokens(),
                 if out.omitted_tokens > 0 {
                     format!(", {} omitted by the cap", out.omitted_tokens)
                 } else {

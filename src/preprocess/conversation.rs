@@ -16,23 +16,28 @@ use std::collections::{HashMap, HashSet};
 #[derive(Default)]
 struct Conversation {
     segments: Vec<Segment>,
-    positions: HashMap<(Role, Kind, Option<String>, String), Vec<usize>>,
+    /// Positions of each message identity (a 64-bit hash: every LLM call re-sends the history,
+    /// so comparing full texts would dominate the cost; a collision is vanishingly unlikely).
+    positions: HashMap<u64, Vec<usize>>,
     tool_names: HashMap<String, String>,
     errors: HashSet<String>,
 }
 
-fn normalized(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 impl Conversation {
-    fn key(msg: &Msg) -> (Role, Kind, Option<String>, String) {
-        // Results are named inconsistently across conventions; their content identifies them.
-        let name = match msg.kind {
-            Kind::ToolCall => msg.name.clone(),
-            _ => None,
-        };
-        (msg.role, msg.kind, name, normalized(&msg.text))
+    /// Identity of a message: role, kind, tool name for calls (results are named inconsistently
+    /// across conventions; their content identifies them) and whitespace-normalized text.
+    fn key(msg: &Msg) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = rustc_hash::FxHasher::default();
+        (msg.role, msg.kind).hash(&mut hasher);
+        if msg.kind == Kind::ToolCall {
+            msg.name.hash(&mut hasher);
+        }
+        for word in msg.text.split_whitespace() {
+            hasher.write(word.as_bytes());
+            hasher.write_u8(0xff);
+        }
+        hasher.finish()
     }
 
     fn merge(&mut self, list: Vec<Msg>, span_id: &str, agent: Option<&String>) {

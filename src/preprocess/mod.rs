@@ -102,8 +102,6 @@ pub struct Preprocessed {
     pub preprocessor: String,
     pub segments: Vec<String>,
     pub meta: TraceMeta,
-    /// Tokens of `text()`.
-    pub tokens: usize,
     /// Tokens cut by the `max_tokens` cap.
     pub omitted_tokens: usize,
     /// Set when a plugin failed and the default preprocessor stood in.
@@ -113,6 +111,12 @@ pub struct Preprocessed {
 impl Preprocessed {
     pub fn text(&self) -> String {
         self.segments.join("\n")
+    }
+
+    /// Tokens of `text()` (o200k BPE), counted on request: the stage itself only tokenizes
+    /// texts long enough to need the cap.
+    pub fn tokens(&self) -> usize {
+        budget::count_tokens(&self.text())
     }
 }
 
@@ -186,12 +190,11 @@ impl Preprocessor {
         if segments.is_empty() {
             return Err(Skipped::Empty);
         }
-        let (tokens, omitted_tokens) = budget::cap(&mut segments, self.max_tokens);
+        let omitted_tokens = budget::cap(&mut segments, self.max_tokens);
         Ok(Preprocessed {
             preprocessor,
             segments,
             meta,
-            tokens,
             omitted_tokens,
             plugin_error,
         })

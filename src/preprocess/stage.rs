@@ -126,7 +126,13 @@ fn work(
                 } else {
                     count("ok");
                 }
-                metrics.preprocess_tokens.inc_by(preprocessed.tokens as u64);
+                metrics.preprocess_output_bytes.inc_by(
+                    preprocessed
+                        .segments
+                        .iter()
+                        .map(|s| s.len() as u64 + 1)
+                        .sum(),
+                );
                 sink.accept(preprocessed);
             }
             Err(Skipped::ByPlugin) => count("skipped"),

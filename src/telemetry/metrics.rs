@@ -53,7 +53,7 @@ pub struct Metrics {
     pub exporter_queue_capacity: Gauge,
     pub preprocess_traces: Family<PreprocessLabel, Counter>,
     pub preprocess_plugin_errors: Family<PluginErrorLabel, Counter>,
-    pub preprocess_tokens: Counter,
+    pub preprocess_output_bytes: Counter,
     pub storage_commit_failures: Counter,
     pub storage_commit_seconds: Counter<f64, AtomicU64>,
 }
@@ -83,7 +83,7 @@ impl Metrics {
             exporter_queue_capacity: Gauge::default(),
             preprocess_traces: Family::default(),
             preprocess_plugin_errors: Family::default(),
-            preprocess_tokens: Counter::default(),
+            preprocess_output_bytes: Counter::default(),
             storage_commit_failures: Counter::default(),
             storage_commit_seconds: Counter::default(),
             registry: Registry::default(),
@@ -187,9 +187,9 @@ impl Metrics {
             m.preprocess_plugin_errors.clone(),
         );
         r.register(
-            "tracetopics_preprocess_tokens",
-            "Tokens of preprocessed text handed to the facet stage",
-            m.preprocess_tokens.clone(),
+            "tracetopics_preprocess_output_bytes",
+            "Bytes of preprocessed text handed to the facet stage",
+            m.preprocess_output_bytes.clone(),
         );
         r.register(
             "tracetopics_storage_commit_failures",
