@@ -5,6 +5,7 @@ pub mod app;
 pub mod assemble;
 pub mod config;
 pub mod export;
+pub mod model;
 pub mod otlp;
 pub mod pipeline;
 pub mod preprocess;

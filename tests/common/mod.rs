@@ -2,6 +2,8 @@
 //! that binds every port to 0 and keeps its redb file in a temp dir.
 #![allow(dead_code)]
 
+pub mod openai;
+
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };

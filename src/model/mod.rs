@@ -1,0 +1,11 @@
+//! Model endpoints: the OpenAI-compatible HTTP client every remote model goes through, its
+//! limits and retry rules, and (see `builtin`) the offline provider.
+
+pub mod client;
+pub mod config;
+pub mod errors;
+pub mod limits;
+
+pub use client::{ChatReply, ChatRequest, OpenAiClient};
+pub use config::{ModelConfig, Provider};
+pub use errors::ModelError;

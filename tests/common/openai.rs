@@ -1,0 +1,153 @@
+//! An in-process OpenAI-compatible server on loopback (`/v1/chat/completions`,
+//! `/v1/embeddings`): the only stand-in allowed for remote models. Tests script its answers and
+//! read back every request it received.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One scripted answer, used once, in order; when the script is empty the default answers.
+#[derive(Clone, Debug)]
+pub enum Scripted {
+    Status(u16, Option<u64>),
+    Body(String),
+    /// Waits this long before answering normally (for client timeouts).
+    Delay(Duration),
+}
+
+type Responder = Arc<dyn Fn(&str, &Value) -> Value + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ModelServer {
+    pub addr: SocketAddr,
+    state: Arc<ServerState>,
+}
+
+struct ServerState {
+    script: Mutex<VecDeque<Scripted>>,
+    requests: Mutex<Vec<(String, HeaderMap, Value)>>,
+    respond: Responder,
+    seen: tokio::sync::watch::Sender<usize>,
+}
+
+impl ModelServer {
+    /// `respond(path, request_body)` builds the default answer body.
+    pub async fn start(respond: impl Fn(&str, &Value) -> Value + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, Arc::new(respond))
+    }
+
+    pub async fn start_on(addr: SocketAddr, respond: Responder) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        Self::serve(listener, respond)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, respond: Responder) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(ServerState {
+            script: Mutex::new(VecDeque::new()),
+            requests: Mutex::new(Vec::new()),
+            respond,
+            seen: tokio::sync::watch::channel(0).0,
+        });
+        let router = axum::Router::new()
+            .route("/v1/chat/completions", axum::routing::post(handle))
+            .route("/v1/embeddings", axum::routing::post(handle))
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        ModelServer { addr, state }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn script(&self, answers: impl IntoIterator<Item = Scripted>) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    /// Every request received: path, headers, JSON body.
+    pub fn requests(&self) -> Vec<(String, HeaderMap, Value)> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub async fn wait_for_requests(&self, n: usize, limit: Duration) -> usize {
+        let mut seen = self.state.seen.subscribe();
+        let _ = tokio::time::timeout(limit, seen.wait_for(|c| *c >= n)).await;
+        *seen.borrow()
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<ServerState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((path.clone(), headers, value.clone()));
+    state.seen.send_modify(|n| *n += 1);
+    let scripted = state.script.lock().unwrap().pop_front();
+    match scripted {
+        Some(Scripted::Status(code, retry_after)) => {
+            let mut response = (
+                StatusCode::from_u16(code).unwrap(),
+                json!({"error": {"message": format!("scripted {code}")}}).to_string(),
+            )
+                .into_response();
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", seconds.to_string().parse().unwrap());
+            }
+            response
+        }
+        Some(Scripted::Body(text)) => {
+            ([("content-type", "application/json")], text).into_response()
+        }
+        Some(Scripted::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            json_response(&(state.respond)(&path, &value))
+        }
+        None => json_response(&(state.respond)(&path, &value)),
+    }
+}
+
+/// A chat completion body with `content` and usage.
+pub fn chat_reply(content: &str, prompt_tokens: u64) -> Value {
+    json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "model": "test",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 20, "total_tokens": prompt_tokens + 20}
+    })
+}
+
+/// An embeddings body: a deterministic, unnormalized vector per input.
+pub fn embedding_reply(request: &Value, dims: usize) -> Value {
+    let inputs = request["input"].as_array().cloned().unwrap_or_default();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let seed = text.as_str().unwrap_or("").len() as f32 + 1.0;
+            let vector: Vec<f32> = (0..dims).map(|d| seed * (d as f32 + 1.0)).collect();
+            json!({"object": "embedding", "index": i, "embedding": vector})
+        })
+        .collect();
+    json!({"object": "list", "data": data, "model": "test", "usage": {"prompt_tokens": 5, "total_tokens": 5}})
+}
+
+/// A 200 answer with a JSON body.
+pub fn json_response(value: &Value) -> Response {
+    ([("content-type", "application/json")], value.to_string()).into_response()
+}
