@@ -4,7 +4,9 @@
 pub mod app;
 pub mod assemble;
 pub mod config;
+pub mod embed;
 pub mod export;
+pub mod facet;
 pub mod model;
 pub mod otlp;
 pub mod pipeline;

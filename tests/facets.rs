@@ -1,0 +1,277 @@
+//! Facet extraction against an in-process OpenAI-compatible server over real HTTP.
+
+mod common;
+
+use common::openai::{ModelServer, Scripted, chat_reply};
+use serde_json::{Value, json};
+use tracetopics::config::types::HumanDuration;
+use tracetopics::facet::{self, AnswerCache, CustomFacet, FacetModel, FacetsConfig};
+use tracetopics::model::{ModelConfig, Provider};
+use tracetopics::preprocess::budget::count_tokens;
+
+/// Answers every facet the prompt asks for (read from the JSON shape line), and reports the
+/// prompt's real BPE token count as usage, so token accounting can be measured.
+fn answer_all(only: Option<usize>) -> impl Fn(&str, &Value) -> Value + Send + Sync {
+    move |_, body| {
+        let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+        let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+        let shape = user
+            .rsplit("Answer with exactly this JSON shape: ")
+            .next()
+            .unwrap();
+        let names: Vec<String> = shape
+            .split('"')
+            .skip(1)
+            .step_by(4)
+            .map(str::to_string)
+            .collect();
+        let mut answer = serde_json::Map::new();
+        for name in names.iter().take(only.unwrap_or(usize::MAX)) {
+            let text = match name.as_str() {
+                "sentiment" => "NEGATIVE: The user is annoyed by the delay.".to_string(),
+                "issues" => "NONE".to_string(),
+                "area" => "BILLING: It is about a refund.".to_string(),
+                other => format!("The {other} answer."),
+            };
+            answer.insert(name.clone(), json!(text));
+        }
+        let prompt_tokens = (count_tokens(system) + count_tokens(user)) as u64;
+        chat_reply(&Value::Object(answer).to_string(), prompt_tokens)
+    }
+}
+
+fn model(server: &ModelServer) -> FacetModel {
+    FacetModel::new(&ModelConfig {
+        provider: Provider::Openai,
+        base_url: server.base_url(),
+        model: "facet-model".into(),
+        initial_backoff: HumanDuration::from_millis(5),
+        max_backoff: HumanDuration::from_millis(20),
+        ..ModelConfig::default()
+    })
+    .unwrap()
+}
+
+fn five_facets() -> Vec<facet::FacetSpec> {
+    let mut config = FacetsConfig::default();
+    config.custom = vec![
+        CustomFacet {
+            name: "area".into(),
+            prompt: "Which product area is this about?".into(),
+            labels: Some(vec!["BILLING".into(), "SHIPPING".into(), "ACCOUNT".into()]),
+            exclude: None,
+            preprocessor: None,
+            sampling_rate: 1.0,
+            enabled: true,
+        },
+        CustomFacet {
+            name: "language".into(),
+            prompt: "Which language does the user write in?".into(),
+            labels: None,
+            exclude: None,
+            preprocessor: None,
+            sampling_rate: 1.0,
+            enabled: true,
+        },
+        CustomFacet {
+            name: "paused".into(),
+            prompt: "never asked".into(),
+            labels: None,
+            exclude: None,
+            preprocessor: None,
+            sampling_rate: 1.0,
+            enabled: false,
+        },
+    ];
+    facet::specs(&config, "default").unwrap()
+}
+
+fn trace_text(words: usize) -> Vec<String> {
+    let mut lines =
+        vec!["[user] Where is my refund for order 991? It has been two weeks.".to_string()];
+    let filler: Vec<String> = (0..words / 10)
+        .map(|i| {
+            format!("[tool search_orders] result {i}: order 991 shipped, refund pending review")
+        })
+        .collect();
+    lines.extend(filler);
+    lines.push("[assistant] Your refund is pending review.".into());
+    lines
+}
+
+#[tokio::test]
+async fn five_facets_cost_one_request_with_the_trace_text_once() {
+    let server = ModelServer::start(answer_all(None)).await;
+    let facets = five_facets();
+    assert_eq!(facets.len(), 5, "the paused facet is not asked");
+    let refs: Vec<_> = facets.iter().collect();
+    let segments = trace_text(50);
+    let cache = AnswerCache::new(100);
+    let out = facet::extract(&model(&server), &cache, &segments, &refs)
+        .await
+        .unwrap();
+    assert_eq!(out.calls, 1);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let user = requests[0].2["messages"][1]["content"].as_str().unwrap();
+    assert_eq!(user.matches("Where is my refund for order 991?").count(), 1);
+    let got: Vec<(String, String, bool)> = out
+        .answers
+        .iter()
+        .map(|a| (a.facet.clone(), a.text.clone(), a.excluded))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("task".into(), "The task answer.".into(), false),
+            (
+                "sentiment".into(),
+                "NEGATIVE: The user is annoyed by the delay.".into(),
+                false
+            ),
+            ("issues".into(), "NONE".into(), true),
+            (
+                "area".into(),
+                "BILLING: It is about a refund.".into(),
+                false
+            ),
+            ("language".into(), "The language answer.".into(), false),
+        ]
+    );
+    assert!(out.prompt_tokens > 0);
+
+    // The same conversation again (e.g. re-released with a late span that added nothing).
+    let again = facet::extract(&model(&server), &cache, &segments, &refs)
+        .await
+        .unwrap();
+    assert!(again.cached && again.calls == 0);
+    assert_eq!(again.answers, out.answers);
+    assert_eq!(server.requests().len(), 1, "no second call");
+}
+
+#[tokio::test]
+async fn missing_facets_are_retried_alone_once() {
+    let server = ModelServer::start(answer_all(Some(3))).await;
+    let facets = five_facets();
+    let refs: Vec<_> = facets.iter().collect();
+    let out = facet::extract(
+        &model(&server),
+        &AnswerCache::new(10),
+        &trace_text(20),
+        &refs,
+    )
+    .await
+    .unwrap();
+    // First call answered 3; `area` and `language` were asked alone (and the server, asked for
+    // one facet, answers it).
+    assert_eq!(out.calls, 3);
+    assert_eq!(out.answers.len(), 5);
+    assert!(out.failed.is_empty());
+    let requests = server.requests();
+    let single: Vec<&str> = requests[1..]
+        .iter()
+        .map(|(_, _, b)| b["messages"][1]["content"].as_str().unwrap())
+        .collect();
+    assert!(single[0].contains("\"area\"") && !single[0].contains("\"language\""));
+    assert!(single[1].contains("\"language\"") && !single[1].contains("\"area\""));
+}
+
+#[tokio::test]
+async fn garbage_replies_end_in_per_facet_retries_or_a_clear_failure() {
+    let server = ModelServer::start(answer_all(None)).await;
+    // HTTP-level garbage is retried by the client; a reply without JSON fails the joint call,
+    // and each facet is then asked alone.
+    server.script([
+        Scripted::Body("not json at all".into()),
+        Scripted::Body(chat_reply("I think the task is refunds.", 10).to_string()),
+    ]);
+    let facets = five_facets();
+    let refs: Vec<_> = facets.iter().collect();
+    let out = facet::extract(
+        &model(&server),
+        &AnswerCache::new(10),
+        &trace_text(20),
+        &refs,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.answers.len(), 5);
+    assert_eq!(out.calls, 6);
+
+    // Labels that are not among the allowed ones are unusable.
+    let bad_labels =
+        ModelServer::start(|_, _| chat_reply("{\"sentiment\": \"ECSTATIC: wow\"}", 5)).await;
+    let sentiment = facet::spec::builtin("sentiment").unwrap();
+    let out = facet::extract(
+        &model(&bad_labels),
+        &AnswerCache::new(10),
+        &trace_text(20),
+        &[&sentiment],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.failed, vec!["sentiment".to_string()]);
+}
+
+#[tokio::test]
+async fn five_facets_cost_little_more_prompt_than_one() {
+    let server = ModelServer::start(answer_all(None)).await;
+    let facets = five_facets();
+    let segments = trace_text(11_000); // ≈ 20K tokens
+    let tokens = count_tokens(&segments.join("\n"));
+    assert!((15_000..30_000).contains(&tokens), "{tokens} tokens");
+    let one = facet::extract(
+        &model(&server),
+        &AnswerCache::new(0),
+        &segments,
+        &[&facets[0]],
+    )
+    .await
+    .unwrap();
+    let refs: Vec<_> = facets.iter().collect();
+    let five = facet::extract(&model(&server), &AnswerCache::new(0), &segments, &refs)
+        .await
+        .unwrap();
+    let ratio = five.prompt_tokens as f64 / one.prompt_tokens as f64;
+    println!(
+        "trace {tokens} tokens: prompt tokens one facet {} / five facets {} (ratio {ratio:.3}); five separate calls ≈ {}",
+        one.prompt_tokens,
+        five.prompt_tokens,
+        5 * one.prompt_tokens
+    );
+    assert!(ratio < 1.3, "ratio {ratio}");
+}
+
+#[tokio::test]
+async fn the_builtin_provider_answers_without_any_server() {
+    let facets = five_facets();
+    let refs: Vec<_> = facets.iter().collect();
+    let segments = vec![
+        "[user] My blender arrived broken, I want a refund.".to_string(),
+        "[error] execute_tool refund: PaymentError: gateway timeout".to_string(),
+    ];
+    let out = facet::extract(
+        &FacetModel::Builtin,
+        &AnswerCache::new(10),
+        &segments,
+        &refs,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.calls, 0);
+    let text = |name: &str| {
+        out.answers
+            .iter()
+            .find(|a| a.facet == name)
+            .unwrap()
+            .text
+            .clone()
+    };
+    assert_eq!(text("task"), "My blender arrived broken, I want a refund.");
+    assert!(text("sentiment").starts_with("NEGATIVE"));
+    assert_eq!(
+        text("issues"),
+        "Error: execute_tool refund: PaymentError: gateway timeout"
+    );
+    assert!(text("area").starts_with("BILLING") || text("area").contains(':'));
+}
