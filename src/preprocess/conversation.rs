@@ -81,7 +81,12 @@ impl Conversation {
     }
 
     fn error(&mut self, text: String, span_id: &str, agent: Option<&String>) {
-        if self.errors.insert(text.clone()) {
+        // The same exception recorded again on a parent span is one error: compare without the
+        // span name prefix.
+        let key = text
+            .split_once(": ")
+            .map_or(text.as_str(), |(_, rest)| rest);
+        if self.errors.insert(key.to_string()) {
             self.segments.push(Segment {
                 role: Role::Error,
                 kind: Kind::Error,

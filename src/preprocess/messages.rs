@@ -287,12 +287,21 @@ fn parse_part(part: &Value, role: Role, out: &mut Vec<Msg>) {
         | "tool_result"
         | "function_call_output"
         | "server_tool_call_response" => {
-            let result = obj
+            let mut result = obj
                 .get("response")
                 .or_else(|| obj.get("result"))
                 .or_else(|| obj.get("output"))
                 .or_else(|| obj.get("content"))
                 .unwrap_or(&Value::Null);
+            // Vercel AI SDK 5 wraps results: `{"type": "json" | "text" | "error-text", "value"}`.
+            if let (Some(Value::String(_)), Some(value)) = (
+                result.get("type"),
+                result
+                    .get("value")
+                    .filter(|_| result.as_object().is_some_and(|o| o.len() == 2)),
+            ) {
+                result = value;
+            }
             let id = obj
                 .get("id")
                 .or_else(|| obj.get("toolCallId"))
