@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
 use crate::pipeline::{Engine, EngineHandle, TraceHook};
-use crate::preprocess::stage::{Discard, PreprocessedSink};
+use crate::preprocess::stage::PreprocessedSink;
 use crate::receiver::Ingest;
 use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
 use crate::telemetry::metrics::Metrics;
@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error("exporter: {0}")]
     Exporter(String),
+    #[error("pipeline stage: {0}")]
+    Stage(String),
 }
 
 pub struct Sidecar;
@@ -56,6 +58,8 @@ pub struct RunningSidecar {
     engine_thread: std::thread::JoinHandle<()>,
     /// Stage workers; they finish once the engine (holding their hand-over queue) stops.
     stage_threads: Vec<std::thread::JoinHandle<()>>,
+    /// The facet stage; it finishes the traces it holds once preprocessing stops.
+    facet_task: Option<JoinHandle<()>>,
     exporter: ExporterHandle,
     shutdown_timeout: Duration,
 }
@@ -88,6 +92,8 @@ async fn until_true(mut flag: watch::Receiver<bool>) {
 
 /// What every released trace passes through.
 enum Stages {
+    /// Preprocess, then facets and embeddings into redb.
+    Facets,
     /// The preprocess stage, handing its text to the sink.
     Preprocess(Box<dyn PreprocessedSink>),
     /// A caller-supplied hook instead of the stages (tests, embedding).
@@ -96,7 +102,7 @@ enum Stages {
 
 impl Sidecar {
     pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
-        Self::start_stages(config, Stages::Preprocess(Box::new(Discard))).await
+        Self::start_stages(config, Stages::Facets).await
     }
 
     /// Runs the pipeline with `hook` in place of the topic stages.
@@ -141,11 +147,25 @@ impl Sidecar {
 
         let metrics = Arc::new(Metrics::new());
         let db = Arc::new(db);
+        let mut facet_task = None;
         let (hook, stage_threads): (Box<dyn TraceHook>, Vec<_>) = match stages {
             Stages::Hook(hook) => (hook, Vec::new()),
-            Stages::Preprocess(sink) => {
+            Stages::Preprocess(_) | Stages::Facets => {
+                let (names, sink): (Vec<String>, Box<dyn PreprocessedSink>) = match stages {
+                    Stages::Preprocess(sink) => {
+                        (vec![config.preprocess.preprocessor.clone()], sink)
+                    }
+                    _ => {
+                        let (sink, task) =
+                            crate::facet::stage::start(&config, db.clone(), metrics.clone())
+                                .map_err(StartError::Stage)?;
+                        facet_task = Some(task);
+                        (crate::facet::stage::preprocessors(&config), Box::new(sink))
+                    }
+                };
                 let (hook, thread) = crate::preprocess::stage::start(
                     &config.preprocess,
+                    names,
                     &config.base_dir,
                     sink,
                     metrics.clone(),
@@ -259,6 +279,7 @@ impl Sidecar {
             engine,
             engine_thread,
             stage_threads,
+            facet_task,
             exporter,
             shutdown_timeout: config.service.shutdown_timeout.get(),
         })
@@ -303,7 +324,18 @@ impl RunningSidecar {
             .await
             .is_err()
         {
-            tracing::warn!("engine did not stop within 10s");
+            tracing::warn!("engine and stages did not stop within 10s");
+        }
+        if let Some(mut task) = self.facet_task {
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "facet stage still busy after 10s; unfinished traces are not faceted"
+                );
+                task.abort();
+            }
         }
         let spans_left = self.metrics.exporter_queue_size.get();
         let _ = self.stop_telemetry.send(true);

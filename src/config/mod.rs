@@ -7,6 +7,8 @@ pub mod types;
 
 use crate::assemble::config::AssemblerConfig;
 use crate::export::config::ExportersConfig;
+use crate::facet::config::FacetsConfig;
+use crate::model::{ModelsConfig, Provider};
 use crate::preprocess::config::PreprocessConfig;
 use crate::receiver::config::ReceiversConfig;
 use crate::store::config::StorageConfig;
@@ -25,6 +27,10 @@ pub struct Config {
     pub assembler: AssemblerConfig,
     #[serde(default)]
     pub preprocess: PreprocessConfig,
+    #[serde(default)]
+    pub facets: FacetsConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
     #[serde(default)]
     pub exporters: ExportersConfig,
     #[serde(default)]
@@ -169,11 +175,85 @@ impl Config {
         if let Some(config) = &config {
             problems.extend(config.check());
             problems.extend(config.check_plugins());
+            problems.extend(config.check_facets());
         }
         match config {
             Some(config) if problems.is_empty() => Ok(config),
             _ => Err(ConfigError { problems }),
         }
+    }
+
+    /// Facet names, labels, patterns, preprocessors and model endpoints.
+    fn check_facets(&self) -> Vec<Problem> {
+        let f = &self.facets;
+        let mut problems = Vec::new();
+        if !(0.0..=1.0).contains(&f.sampling_rate) {
+            problems.push(problem("facets.sampling_rate", "must be between 0 and 1"));
+        }
+        for (i, name) in f.builtin.iter().enumerate() {
+            if crate::facet::spec::builtin(name).is_none() {
+                problems.push(problem(
+                    format!("facets.builtin.{i}"),
+                    format!("unknown built-in facet `{name}`; use task, sentiment or issues"),
+                ));
+            }
+        }
+        let mut seen: Vec<&str> = f.builtin.iter().map(String::as_str).collect();
+        for (i, custom) in f.custom.iter().enumerate() {
+            let at = |key: &str| format!("facets.custom.{i}.{key}");
+            let valid_name = !custom.name.is_empty()
+                && custom
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid_name {
+                problems.push(problem(at("name"), "use lowercase letters, digits and `_`"));
+            } else if seen.contains(&custom.name.as_str()) {
+                problems.push(problem(
+                    at("name"),
+                    format!("`{}` is used twice", custom.name),
+                ));
+            }
+            seen.push(&custom.name);
+            if custom.prompt.trim().is_empty() {
+                problems.push(problem(at("prompt"), "must not be empty"));
+            }
+            if custom.labels.as_ref().is_some_and(|l| l.is_empty()) {
+                problems.push(problem(
+                    at("labels"),
+                    "give at least one label, or remove the key",
+                ));
+            }
+            if let Some(pattern) = &custom.exclude {
+                if let Err(e) = regex::Regex::new(pattern) {
+                    problems.push(problem(at("exclude"), e.to_string()));
+                }
+            }
+            if let Some(name) = &custom.preprocessor {
+                if name != "default" && !self.preprocess.plugins.contains_key(name) {
+                    problems.push(problem(
+                        at("preprocessor"),
+                        format!(
+                            "`{name}` is neither `default` nor a plugin under preprocess.plugins"
+                        ),
+                    ));
+                }
+            }
+            if !(0.0..=1.0).contains(&custom.sampling_rate) {
+                problems.push(problem(at("sampling_rate"), "must be between 0 and 1"));
+            }
+        }
+        for (key, model) in [
+            ("facets", &self.models.facets),
+            ("embeddings", &self.models.embeddings),
+        ] {
+            if model.provider == Provider::Openai {
+                if let Err(e) = crate::model::OpenAiClient::new(model) {
+                    problems.push(problem(format!("models.{key}"), e));
+                }
+            }
+        }
+        problems
     }
 
     /// Every plugin must compile (a syntax error is reported with file and line) and the

@@ -252,3 +252,22 @@ fn a_plugin_with_a_syntax_error_fails_validation_with_file_and_line() {
     let config = Config::parse_in(ok, no_env, dir.path()).unwrap();
     assert_eq!(config.preprocess.preprocessor, "good");
 }
+
+#[test]
+fn facet_and_model_mistakes_are_listed_with_their_paths() {
+    let text = "facets:\n  builtin: [task, mood]\n  sampling_rate: 2\n  custom:\n    - name: Area\n      prompt: Which area?\n    - name: task\n      prompt: again\n    - name: lang\n      prompt: Which language?\n      exclude: '(['\n      preprocessor: nope\n      labels: []\nmodels:\n  facets:\n    provider: openai\n    model: x\n";
+    let paths = paths(text);
+    assert_eq!(
+        paths,
+        vec![
+            "facets.sampling_rate",
+            "facets.builtin.1",
+            "facets.custom.0.name",
+            "facets.custom.1.name",
+            "facets.custom.2.labels",
+            "facets.custom.2.exclude",
+            "facets.custom.2.preprocessor",
+            "models.facets",
+        ]
+    );
+}

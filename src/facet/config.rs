@@ -29,6 +29,10 @@ pub struct FacetsConfig {
     /// Most facet calls in flight at once. Default 4.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// First wait before a trace whose facet call failed (model down, garbage after retries)
+    /// is tried again; doubles per failure up to 5 minutes. Default `5s`.
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff: HumanDuration,
     /// Facet records older than this are deleted. Default `30d`.
     #[serde(default = "default_retention")]
     pub retention: HumanDuration,
@@ -83,6 +87,9 @@ fn default_min_chars() -> usize {
 }
 fn default_workers() -> usize {
     4
+}
+fn default_retry_backoff() -> HumanDuration {
+    HumanDuration::from_secs(5)
 }
 fn default_retention() -> HumanDuration {
     HumanDuration::from_secs(30 * 24 * 3600)

@@ -5,6 +5,7 @@ pub mod builtin;
 pub mod config;
 pub mod extract;
 pub mod spec;
+pub mod stage;
 
 pub use config::{CustomFacet, FacetsConfig};
 pub use extract::{AnswerCache, Extraction, FacetAnswer, FacetModel, extract};

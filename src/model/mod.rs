@@ -5,7 +5,9 @@ pub mod client;
 pub mod config;
 pub mod errors;
 pub mod limits;
+pub mod models_config;
 
 pub use client::{ChatReply, ChatRequest, OpenAiClient};
 pub use config::{ModelConfig, Provider};
 pub use errors::ModelError;
+pub use models_config::ModelsConfig;

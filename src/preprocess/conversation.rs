@@ -233,6 +233,15 @@ pub fn assemble(trace: &TraceView) -> (Vec<Segment>, TraceMeta) {
     }
     if let Some(&root) = roots.first() {
         let root = &trace.spans[root];
+        for (key, value) in root.resource.iter().chain(root.attributes.iter()) {
+            let text = match value {
+                Value::String(s) if s.len() <= 256 => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            meta.attributes.insert(key.clone(), text);
+        }
         meta.root_span_name = root.name.clone();
         meta.duration_ms = root
             .end_time_unix_nano

@@ -93,11 +93,16 @@ pub struct TraceMeta {
     pub log_record_count: usize,
     pub dropped_scorer_spans: usize,
     pub duration_ms: u64,
+    /// Short scalar attributes of the resource and the root span, for facet filters
+    /// (`service.name`, `http.route`, …).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// The text a facet model sees for one trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preprocessed {
+    /// The preprocessor configured (what facets name).
+    pub configured: String,
     /// `default` or the plugin's name (what actually produced the text).
     pub preprocessor: String,
     pub segments: Vec<String>,
@@ -192,6 +197,7 @@ impl Preprocessor {
         }
         let omitted_tokens = budget::cap(&mut segments, self.max_tokens);
         Ok(Preprocessed {
+            configured: self.name().to_string(),
             preprocessor,
             segments,
             meta,

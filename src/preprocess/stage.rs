@@ -49,45 +49,78 @@ impl TraceHook for PreprocessHook {
     }
 }
 
-/// Starts the worker thread; it ends when the hook (and so the engine) is dropped. A QuickJS
-/// runtime cannot move between threads, so the preprocessor is built on the worker; a plugin
-/// that compiled at validation but fails to load now falls back to the default preprocessor.
+/// Starts the worker thread running every preprocessor in `names` (the global one and those
+/// facets name) on each trace; it ends when the hook (and so the engine) is dropped. A QuickJS
+/// runtime cannot move between threads, so preprocessors are built on the worker; a plugin that
+/// compiled at validation but fails to load now falls back to the default preprocessor.
 pub fn start(
     config: &PreprocessConfig,
+    names: Vec<String>,
     base_dir: &Path,
     mut sink: Box<dyn PreprocessedSink>,
     metrics: Arc<Metrics>,
 ) -> (PreprocessHook, std::thread::JoinHandle<()>) {
     let (sender, receiver) = sync_channel(HANDOVER_QUEUE);
-    let name = config.preprocessor.clone();
     let hook = PreprocessHook {
         sender,
         metrics: metrics.clone(),
-        name: name.clone(),
+        name: names.join(","),
     };
     let (config, base_dir) = (config.clone(), base_dir.to_path_buf());
     let thread = std::thread::Builder::new()
         .name("tracetopics-preprocess".into())
         .spawn(move || {
-            let mut preprocessor = Preprocessor::new(&config, &name, &base_dir)
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "cannot load the preprocessor; using the default one");
-                    Preprocessor::builtin(config.max_tokens)
-                });
-            work(&mut preprocessor, sink.as_mut(), &metrics, receiver)
+            let mut preprocessors: Vec<Preprocessor> = names
+                .iter()
+                .map(|name| {
+                    Preprocessor::new(&config, name, &base_dir).unwrap_or_else(|e| {
+                        tracing::error!(preprocessor = %name, error = %e, "cannot load the preprocessor; using the default one");
+                        Preprocessor::builtin(config.max_tokens)
+                    })
+                })
+                .collect();
+            work(&mut preprocessors, sink.as_mut(), &metrics, receiver)
         })
         .expect("spawning the preprocess thread");
     (hook, thread)
 }
 
 fn work(
-    preprocessor: &mut Preprocessor,
+    preprocessors: &mut [Preprocessor],
     sink: &mut dyn PreprocessedSink,
     metrics: &Metrics,
     receiver: Receiver<AssembledTrace>,
 ) {
-    let name = preprocessor.name().to_string();
     let mut log_limiter = RateLimitedLog::new(Duration::from_secs(10));
+    for trace in receiver {
+        let view = match TraceView::decode(&trace.trace_id, &trace.payload, &trace.logs) {
+            Ok(view) => view,
+            Err(e) => {
+                metrics
+                    .preprocess_traces
+                    .get_or_create(&PreprocessLabel {
+                        preprocessor: String::new(),
+                        outcome: "undecodable",
+                    })
+                    .inc();
+                tracing::debug!(error = %e, "cannot preprocess a trace");
+                continue;
+            }
+        };
+        for preprocessor in preprocessors.iter_mut() {
+            run_one(preprocessor, &view, sink, metrics, &mut log_limiter);
+        }
+    }
+}
+
+fn run_one(
+    preprocessor: &mut Preprocessor,
+    view: &TraceView,
+    sink: &mut dyn PreprocessedSink,
+    metrics: &Metrics,
+    log_limiter: &mut RateLimitedLog,
+) {
+    let name = preprocessor.name().to_string();
     let count = |outcome: &'static str| {
         metrics
             .preprocess_traces
@@ -109,38 +142,28 @@ fn work(
             tracing::warn!(plugin = %name, %error, suppressed, "preprocess plugin failed");
         }
     };
-    for trace in receiver {
-        let view = match TraceView::decode(&trace.trace_id, &trace.payload, &trace.logs) {
-            Ok(view) => view,
-            Err(e) => {
-                count("undecodable");
-                tracing::debug!(error = %e, "cannot preprocess a trace");
-                continue;
+    match preprocessor.run(view) {
+        Ok(preprocessed) => {
+            if let Some(error) = &preprocessed.plugin_error {
+                plugin_error(error, log_limiter);
+                count("fallback");
+            } else {
+                count("ok");
             }
-        };
-        match preprocessor.run(&view) {
-            Ok(preprocessed) => {
-                if let Some(error) = &preprocessed.plugin_error {
-                    plugin_error(error, &mut log_limiter);
-                    count("fallback");
-                } else {
-                    count("ok");
-                }
-                metrics.preprocess_output_bytes.inc_by(
-                    preprocessed
-                        .segments
-                        .iter()
-                        .map(|s| s.len() as u64 + 1)
-                        .sum(),
-                );
-                sink.accept(preprocessed);
-            }
-            Err(Skipped::ByPlugin) => count("skipped"),
-            Err(Skipped::Empty) => count("empty"),
-            Err(Skipped::PluginFailed(error)) => {
-                plugin_error(&error, &mut log_limiter);
-                count("failed");
-            }
+            metrics.preprocess_output_bytes.inc_by(
+                preprocessed
+                    .segments
+                    .iter()
+                    .map(|s| s.len() as u64 + 1)
+                    .sum(),
+            );
+            sink.accept(preprocessed);
+        }
+        Err(Skipped::ByPlugin) => count("skipped"),
+        Err(Skipped::Empty) => count("empty"),
+        Err(Skipped::PluginFailed(error)) => {
+            plugin_error(&error, log_limiter);
+            count("failed");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! hold spans and log records alike, each record tagged with its signal.
 
 pub mod config;
+pub mod facets;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -10,8 +11,9 @@ use std::path::Path;
 pub use config::StorageConfig;
 
 /// Bumped whenever a table's layout changes. A file from a newer build is refused, never guessed.
-/// Version 2 tagged every record with its signal (spans or log records).
-pub const SCHEMA_VERSION: u64 = 2;
+/// Version 2 tagged every record with its signal (spans or log records); version 3 added the
+/// facet tables (`facets.rs`).
+pub const SCHEMA_VERSION: u64 = 3;
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// key: sequence number; value: trace id (16 bytes) · signal (u8) · item count (u32 LE) ·
@@ -130,10 +132,12 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
                     found,
                 });
             }
-            Some(1) => {
-                migrate_v1(&tx)?;
+            Some(found @ (1 | 2)) => {
+                if found == 1 {
+                    migrate_v1(&tx)?;
+                }
                 meta.insert("schema_version", SCHEMA_VERSION)?;
-                tracing::info!(path = %path.display(), "storage migrated from schema 1 to 2");
+                tracing::info!(path = %path.display(), from = found, to = SCHEMA_VERSION, "storage schema migrated");
             }
             Some(_) => {}
             None => {
@@ -142,6 +146,8 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         }
         tx.open_table(PENDING)?;
         tx.open_table(QUEUE)?;
+        tx.open_table(facets::FACETS)?;
+        tx.open_table(facets::FACETS_BY_TIME)?;
     }
     tx.commit()?;
     Ok(())
@@ -358,6 +364,9 @@ mod tests {
         let value = pending.get(3).unwrap().unwrap();
         assert_eq!(split_pending(value.value()).3, b"abc");
         let meta = tx.open_table(META).unwrap();
-        assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), 2);
+        assert_eq!(
+            meta.get("schema_version").unwrap().unwrap().value(),
+            SCHEMA_VERSION
+        );
     }
 }

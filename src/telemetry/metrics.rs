@@ -30,6 +30,11 @@ pub struct PluginErrorLabel {
     pub error: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FacetLabel {
+    pub facet: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub receiver_accepted_spans: Family<TransportLabel, Counter>,
@@ -54,6 +59,13 @@ pub struct Metrics {
     pub preprocess_traces: Family<PreprocessLabel, Counter>,
     pub preprocess_plugin_errors: Family<PluginErrorLabel, Counter>,
     pub preprocess_output_bytes: Counter,
+    pub facet_traces: Family<ReasonLabel, Counter>,
+    pub facet_model_calls: Counter,
+    pub facet_prompt_tokens: Counter,
+    pub facet_completion_tokens: Counter,
+    pub facet_failed: Family<FacetLabel, Counter>,
+    pub facet_records: Counter,
+    pub facet_retry_queue: Gauge,
     pub storage_commit_failures: Counter,
     pub storage_commit_seconds: Counter<f64, AtomicU64>,
 }
@@ -84,6 +96,13 @@ impl Metrics {
             preprocess_traces: Family::default(),
             preprocess_plugin_errors: Family::default(),
             preprocess_output_bytes: Counter::default(),
+            facet_traces: Family::default(),
+            facet_model_calls: Counter::default(),
+            facet_prompt_tokens: Counter::default(),
+            facet_completion_tokens: Counter::default(),
+            facet_failed: Family::default(),
+            facet_records: Counter::default(),
+            facet_retry_queue: Gauge::default(),
             storage_commit_failures: Counter::default(),
             storage_commit_seconds: Counter::default(),
             registry: Registry::default(),
@@ -190,6 +209,41 @@ impl Metrics {
             "tracetopics_preprocess_output_bytes",
             "Bytes of preprocessed text handed to the facet stage",
             m.preprocess_output_bytes.clone(),
+        );
+        r.register(
+            "tracetopics_facet_traces",
+            "Traces through the facet stage, by outcome (ok, cached, filtered, too_short, not_sampled, busy, given_up)",
+            m.facet_traces.clone(),
+        );
+        r.register(
+            "tracetopics_facet_model_calls",
+            "Chat calls made for facets",
+            m.facet_model_calls.clone(),
+        );
+        r.register(
+            "tracetopics_facet_prompt_tokens",
+            "Prompt tokens of facet calls, as the model reported them",
+            m.facet_prompt_tokens.clone(),
+        );
+        r.register(
+            "tracetopics_facet_completion_tokens",
+            "Completion tokens of facet calls, as the model reported them",
+            m.facet_completion_tokens.clone(),
+        );
+        r.register(
+            "tracetopics_facet_failed",
+            "Facets that stayed unanswerable after the retry, by facet",
+            m.facet_failed.clone(),
+        );
+        r.register(
+            "tracetopics_facet_records",
+            "Facet records stored",
+            m.facet_records.clone(),
+        );
+        r.register(
+            "tracetopics_facet_retry_queue",
+            "Traces parked after a model failure, waiting to be retried",
+            m.facet_retry_queue.clone(),
         );
         r.register(
             "tracetopics_storage_commit_failures",

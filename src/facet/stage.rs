@@ -1,0 +1,269 @@
+//! The facet stage in the running sidecar: preprocessed traces in, facet records (summary +
+//! embedding) out, into redb. It runs beside the span path — spans are exported whatever
+//! happens here. A model outage parks traces in a bounded retry queue; they are faceted once the
+//! endpoint is back.
+
+use super::extract::{AnswerCache, FacetModel, extract};
+use super::{FacetSpec, FacetsConfig, sampled};
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::preprocess::Preprocessed;
+use crate::preprocess::stage::PreprocessedSink;
+use crate::store::facets::{self, FacetRecord};
+use crate::telemetry::metrics::{FacetLabel, Metrics, ReasonLabel};
+use redb::Database;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Semaphore, mpsc};
+
+/// Traces waiting for the facet stage.
+const QUEUE: usize = 2048;
+/// Traces parked after a model failure, retried with back-off; beyond this the oldest are
+/// given up (counted).
+const RETRY_CAPACITY: usize = 10_000;
+
+/// The preprocess side: hands traces over without blocking.
+pub struct FacetSink {
+    sender: mpsc::Sender<Preprocessed>,
+    metrics: Arc<Metrics>,
+}
+
+impl PreprocessedSink for FacetSink {
+    fn accept(&mut self, trace: Preprocessed) {
+        if self.sender.try_send(trace).is_err() {
+            count(&self.metrics, "busy");
+        }
+    }
+}
+
+fn count(metrics: &Metrics, outcome: &'static str) {
+    metrics
+        .facet_traces
+        .get_or_create(&ReasonLabel { reason: outcome })
+        .inc();
+}
+
+struct Shared {
+    specs: Vec<FacetSpec>,
+    config: FacetsConfig,
+    model: FacetModel,
+    embedder: Embedder,
+    cache: AnswerCache,
+    db: Arc<Database>,
+    metrics: Arc<Metrics>,
+}
+
+/// The preprocessors the configured facets need (the global one first).
+pub fn preprocessors(config: &Config) -> Vec<String> {
+    let mut names = vec![config.preprocess.preprocessor.clone()];
+    for custom in config.facets.custom.iter().filter(|c| c.enabled) {
+        if let Some(name) = &custom.preprocessor {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
+}
+
+pub fn start(
+    config: &Config,
+    db: Arc<Database>,
+    metrics: Arc<Metrics>,
+) -> Result<(FacetSink, tokio::task::JoinHandle<()>), String> {
+    let shared = Arc::new(Shared {
+        specs: super::specs(&config.facets, &config.preprocess.preprocessor)?,
+        config: config.facets.clone(),
+        model: FacetModel::new(&config.models.facets)?,
+        embedder: Embedder::new(&config.models.embeddings)?,
+        cache: AnswerCache::new(config.facets.cache_entries),
+        db,
+        metrics: metrics.clone(),
+    });
+    let (sender, receiver) = mpsc::channel(QUEUE);
+    let task = tokio::spawn(run(shared, receiver));
+    Ok((FacetSink { sender, metrics }, task))
+}
+
+struct Parked {
+    due: Instant,
+    attempts: u32,
+    trace: Preprocessed,
+}
+
+async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Preprocessed>) {
+    let workers = Arc::new(Semaphore::new(shared.config.workers.max(1)));
+    let (park_tx, mut park_rx) = mpsc::unbounded_channel::<(Preprocessed, u32)>();
+    let mut parked: VecDeque<Parked> = VecDeque::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut gc = tokio::time::interval(Duration::from_secs(3600));
+    let mut closed = false;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if closed {
+            // Finish what is in hand; whatever is parked stays unfaceted (its spans left long ago).
+            while tasks.join_next().await.is_some() {}
+            break;
+        }
+        let next_due = parked.front().map(|p| p.due);
+        tokio::select! {
+            item = receiver.recv(), if !closed => match item {
+                Some(trace) => spawn(&mut tasks, &shared, &workers, &park_tx, trace, 0).await,
+                None => closed = true,
+            },
+            Some((trace, attempts)) = park_rx.recv() => {
+                let delay = shared
+                    .config
+                    .retry_backoff
+                    .get()
+                    .saturating_mul(1 << attempts.saturating_sub(1).min(8))
+                    .min(Duration::from_secs(300));
+                parked.push_back(Parked { due: Instant::now() + delay, attempts, trace });
+                parked.make_contiguous().sort_by_key(|p| p.due);
+                while parked.len() > RETRY_CAPACITY {
+                    parked.pop_back();
+                    count(&shared.metrics, "given_up");
+                }
+                shared.metrics.facet_retry_queue.set(parked.len() as i64);
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()), if next_due.is_some() => {
+                while parked.front().is_some_and(|p| p.due <= Instant::now()) {
+                    let p = parked.pop_front().expect("checked");
+                    spawn(&mut tasks, &shared, &workers, &park_tx, p.trace, p.attempts).await;
+                }
+                shared.metrics.facet_retry_queue.set(parked.len() as i64);
+            }
+            _ = gc.tick() => {
+                let cutoff = now_ms().saturating_sub(shared.config.retention.get().as_millis() as u64);
+                let db = shared.db.clone();
+                match tokio::task::spawn_blocking(move || facets::delete_before(&db, cutoff)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "facet records past retention deleted"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "facet retention cleanup failed"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+async fn spawn(
+    tasks: &mut tokio::task::JoinSet<()>,
+    shared: &Arc<Shared>,
+    workers: &Arc<Semaphore>,
+    park: &mpsc::UnboundedSender<(Preprocessed, u32)>,
+    trace: Preprocessed,
+    attempts: u32,
+) {
+    let permit = workers.clone().acquire_owned().await.expect("never closed");
+    let (shared, park) = (shared.clone(), park.clone());
+    tasks.spawn(async move {
+        let _permit = permit;
+        if let Err(retry) = process(&shared, &trace).await {
+            tracing::warn!(trace_id = %trace.meta.trace_id, error = %retry, attempts, "faceting failed; will retry");
+            let _ = park.send((trace, attempts + 1));
+        }
+    });
+}
+
+/// Facets one trace. `Err` means a model or storage failure worth retrying later.
+async fn process(shared: &Shared, trace: &Preprocessed) -> Result<(), String> {
+    let config = &shared.config;
+    let meta = &trace.meta;
+    let matches = |rules: &std::collections::BTreeMap<String, Vec<String>>| {
+        rules.iter().any(|(key, values)| {
+            meta.attributes
+                .get(key)
+                .is_some_and(|v| values.iter().any(|x| x == v))
+        })
+    };
+    if (!config.include.is_empty() && !matches(&config.include)) || matches(&config.exclude) {
+        count(&shared.metrics, "filtered");
+        return Ok(());
+    }
+    let chars: usize = trace.segments.iter().map(|s| s.chars().count()).sum();
+    if chars < config.min_content_chars {
+        count(&shared.metrics, "too_short");
+        return Ok(());
+    }
+    let specs: Vec<&FacetSpec> = shared
+        .specs
+        .iter()
+        .filter(|s| s.preprocessor == trace.configured && sampled(&meta.trace_id, s.sampling_rate))
+        .collect();
+    if specs.is_empty() {
+        count(&shared.metrics, "not_sampled");
+        return Ok(());
+    }
+    let extraction = extract(&shared.model, &shared.cache, &trace.segments, &specs)
+        .await
+        .map_err(|e| e.to_string())?;
+    let m = &shared.metrics;
+    m.facet_model_calls.inc_by(u64::from(extraction.calls));
+    m.facet_prompt_tokens.inc_by(extraction.prompt_tokens);
+    m.facet_completion_tokens
+        .inc_by(extraction.completion_tokens);
+    for failed in &extraction.failed {
+        m.facet_failed
+            .get_or_create(&FacetLabel {
+                facet: failed.clone(),
+            })
+            .inc();
+    }
+    let to_embed: Vec<String> = extraction
+        .answers
+        .iter()
+        .filter(|a| !a.excluded)
+        .map(|a| a.text.clone())
+        .collect();
+    let mut vectors = shared
+        .embedder
+        .embed(&to_embed)
+        .await
+        .map_err(|e| format!("embedding: {e}"))?
+        .into_iter();
+    let trace_id: [u8; 16] = hex::decode(&meta.trace_id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; 16]);
+    let time_ms = now_ms();
+    let records: Vec<FacetRecord> = extraction
+        .answers
+        .iter()
+        .map(|a| FacetRecord {
+            trace_id,
+            facet: a.facet.clone(),
+            text: a.text.clone(),
+            excluded: a.excluded,
+            time_ms,
+            version: a.version.clone(),
+            preprocessor: trace.configured.clone(),
+            facet_model: shared.model.model_id(),
+            embedding_model: shared.embedder.model_id(),
+            service_name: meta.service_name.clone(),
+            root_span_name: meta.root_span_name.clone(),
+            user_id: meta.user_id.clone(),
+            session_id: meta.session_id.clone(),
+            embedding: if a.excluded {
+                Vec::new()
+            } else {
+                vectors.next().unwrap_or_default()
+            },
+        })
+        .collect();
+    let db = shared.db.clone();
+    let stored = records.len() as u64;
+    tokio::task::spawn_blocking(move || facets::put(&db, &records))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    m.facet_records.inc_by(stored);
+    count(m, if extraction.cached { "cached" } else { "ok" });
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,167 @@
+//! The facet stage in the running sidecar: OTLP in → preprocess → one facet call per trace →
+//! embeddings → records in redb, with spans exported regardless of the model's health.
+
+mod common;
+
+use common::openai::{ModelServer, Scripted, chat_reply, embedding_reply};
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+use tracetopics::Sidecar;
+use tracetopics::config::types::HumanDuration;
+use tracetopics::model::{ModelConfig, Provider};
+use tracetopics::store::facets;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn model_server_answers(_: &str, body: &Value) -> Value {
+    if body.get("input").is_some() {
+        return embedding_reply(body, 16);
+    }
+    chat_reply(
+        r#"{"task": "Find out where a refund is", "sentiment": "NEGATIVE: The user waited two weeks.", "issues": "NONE"}"#,
+        321,
+    )
+}
+
+fn remote(server: &ModelServer) -> ModelConfig {
+    ModelConfig {
+        provider: Provider::Openai,
+        base_url: server.base_url(),
+        model: "m".into(),
+        max_retries: 0,
+        initial_backoff: HumanDuration::from_millis(5),
+        ..ModelConfig::default()
+    }
+}
+
+fn genai_trace(trace: u32) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+    let mut span = rich_span(trace, 0);
+    span.events.clear();
+    span.status = None;
+    span.attributes = vec![
+        string_attr("gen_ai.operation.name", "chat"),
+        string_attr(
+            "gen_ai.input.messages",
+            r#"[{"role":"user","content":"Where is my refund? I have waited two weeks."}]"#,
+        ),
+    ];
+    vec![span]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_faceted_embedded_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let server = ModelServer::start(model_server_answers).await;
+    let mut config = config(dir.path(), sink.addr);
+    config.models.facets = remote(&server);
+    config.models.embeddings = remote(&server);
+    let storage = config.storage.clone();
+    let sidecar = Sidecar::start(config).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client
+        .export(request("shop", "s", genai_trace(1)))
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for_spans(1, WAIT).await, 1);
+    // One chat call, then one embeddings call for the two non-excluded answers.
+    assert_eq!(server.wait_for_requests(2, WAIT).await, 2);
+    let text = metrics_text(sidecar.addresses.metrics).await;
+    sidecar.shutdown().await;
+    let requests = server.requests();
+    assert_eq!(requests[0].0, "/v1/chat/completions");
+    assert_eq!(requests[1].0, "/v1/embeddings");
+    assert_eq!(requests[1].2["input"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        metric(&text, "tracetopics_facet_prompt_tokens_total"),
+        321.0
+    );
+
+    let (db, _) = tracetopics::store::open(&storage).unwrap();
+    let mut records = facets::of_trace(&db, &trace_id(1).try_into().unwrap()).unwrap();
+    records.sort_by(|a, b| a.facet.cmp(&b.facet));
+    let summary: Vec<(&str, &str, bool, usize)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.facet.as_str(),
+                r.text.as_str(),
+                r.excluded,
+                r.embedding.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("issues", "NONE", true, 0),
+            (
+                "sentiment",
+                "NEGATIVE: The user waited two weeks.",
+                false,
+                16
+            ),
+            ("task", "Find out where a refund is", false, 16),
+        ]
+    );
+    assert_eq!(records[2].service_name.as_deref(), Some("shop"));
+    assert_eq!(records[2].embedding_model, "openai:m");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_outage_delays_facets_but_never_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let server = ModelServer::start(model_server_answers).await;
+    // Down for a while: every request fails until the script runs out.
+    server.script((0..4).map(|_| Scripted::Status(503, None)));
+    let mut config = config(dir.path(), sink.addr);
+    config.models.facets = remote(&server);
+    config.models.embeddings = remote(&server);
+    config.facets.retry_backoff = HumanDuration::from_millis(50);
+    let storage = config.storage.clone();
+    let sidecar = Sidecar::start(config).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client
+        .export(request("shop", "s", genai_trace(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        sink.wait_for_spans(1, WAIT).await,
+        1,
+        "spans do not wait for the model"
+    );
+    // 1 joint call + 3 single-facet retries fail (4 × 503), the trace is parked, retried,
+    // and then answered: one more chat call and the embeddings call.
+    assert_eq!(server.wait_for_requests(6, WAIT).await, 6);
+    sidecar.shutdown().await;
+    let (db, _) = tracetopics::store::open(&storage).unwrap();
+    let records = facets::of_trace(&db, &trace_id(2).try_into().unwrap()).unwrap();
+    assert_eq!(records.len(), 3, "facets completed after recovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_models_work_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let config = config(dir.path(), sink.addr);
+    let storage = config.storage.clone();
+    let sidecar = Sidecar::start(config).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client
+        .export(request("shop", "s", genai_trace(3)))
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for_spans(1, WAIT).await, 1);
+    sidecar.shutdown().await;
+    let (db, _) = tracetopics::store::open(&storage).unwrap();
+    let records = facets::of_trace(&db, &trace_id(3).try_into().unwrap()).unwrap();
+    let task = records
+        .iter()
+        .find(|r| r.facet == "task")
+        .expect("task facet");
+    assert_eq!(task.text, "Where is my refund?");
+    assert_eq!(task.embedding.len(), 384);
+    assert!(task.facet_model.starts_with("builtin"));
+}
