@@ -68,6 +68,9 @@ impl Conversation {
                 .entry(key)
                 .or_default()
                 .push(self.segments.len());
+            if let std::borrow::Cow::Owned(stripped) = super::values::strip_attachments(&msg.text) {
+                msg.text = stripped;
+            }
             self.segments.push(Segment {
                 role: msg.role,
                 kind: msg.kind,

@@ -3,7 +3,7 @@
 //! Vercel AI SDK parts (`tool-call`, `tool-result`), Anthropic-style blocks (`tool_use`,
 //! `tool_result`), LangChain roles (`human`, `ai`) — parsed into one form.
 
-use super::values::{canonical_json, clean_text, parse_json_str};
+use super::values::{canonical_json, message_text, parse_json_str};
 use super::{Kind, Role};
 use serde_json::Value;
 
@@ -68,7 +68,7 @@ pub fn value_text(value: &Value) -> String {
         Value::Null => String::new(),
         Value::String(s) => match parse_json_str(s) {
             Some(parsed @ (Value::Object(_) | Value::Array(_))) => canonical_json(&parsed),
-            _ => clean_text(s),
+            _ => message_text(s),
         },
         other => canonical_json(other),
     }
@@ -217,7 +217,7 @@ pub fn parse_message(value: &Value, default_role: Role, out: &mut Vec<Msg>) {
 }
 
 fn push_text(out: &mut Vec<Msg>, role: Role, text: &str) {
-    let text = clean_text(text);
+    let text = message_text(text);
     if !text.trim().is_empty() {
         out.push(Msg::text(role, text));
     }
@@ -262,7 +262,7 @@ fn parse_part(part: &Value, role: Role, out: &mut Vec<Msg>) {
     match kind {
         "text" | "input_text" | "output_text" => push_text(out, role, text_field()),
         "reasoning" | "thinking" => {
-            let text = clean_text(
+            let text = message_text(
                 obj.get("content")
                     .or_else(|| obj.get("text"))
                     .or_else(|| obj.get("thinking"))

@@ -30,9 +30,10 @@ pub fn structured(value: &Value) -> Cow<'_, Value> {
     }
 }
 
-/// Text with attachments replaced by placeholders and surrounding whitespace trimmed.
-pub fn clean_text(text: &str) -> String {
-    strip_attachments(text.trim()).into_owned()
+/// Message text as read: trimmed. Attachments are stripped later, once per distinct message
+/// (see `Conversation::merge`), not in every re-sent copy of the history.
+pub fn message_text(text: &str) -> String {
+    text.trim().to_string()
 }
 
 /// Replaces data URIs and long base64 runs with a placeholder. Borrowed when nothing changes,
