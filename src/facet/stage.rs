@@ -51,7 +51,71 @@ struct Shared {
     embedder: Embedder,
     cache: AnswerCache,
     db: Arc<Database>,
+    writer: RecordWriter,
     metrics: Arc<Metrics>,
+}
+
+type WriteRequest = (
+    Vec<FacetRecord>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// Writes facet records with group commit: one durable transaction covers every write that
+/// queued up meanwhile, so a busy sidecar does not pay one fsync per trace.
+struct RecordWriter {
+    sender: std::sync::Mutex<Option<std::sync::mpsc::Sender<WriteRequest>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl RecordWriter {
+    fn start(db: Arc<Database>) -> Self {
+        let (sender, receiver) = std::sync::mpsc::channel::<WriteRequest>();
+        let thread = std::thread::Builder::new()
+            .name("tracetopics-facet-writer".into())
+            .spawn(move || {
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 512 {
+                        match receiver.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    let records: Vec<FacetRecord> =
+                        batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+                    let result = facets::put(&db, &records).map_err(|e| e.to_string());
+                    for (_, reply) in batch {
+                        let _ = reply.send(result.clone());
+                    }
+                }
+            })
+            .expect("spawning the facet writer");
+        Self {
+            sender: std::sync::Mutex::new(Some(sender)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        }
+    }
+
+    async fn write(&self, records: Vec<FacetRecord>) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sender = self.sender.lock().expect("writer lock").clone();
+        sender
+            .ok_or_else(|| "facet writer stopped".to_string())?
+            .send((records, reply))
+            .map_err(|_| "facet writer stopped".to_string())?;
+        answer
+            .await
+            .map_err(|_| "facet writer stopped".to_string())?
+    }
+
+    /// Finishes queued writes and lets go of the database (so it can be reopened).
+    async fn close(&self) {
+        self.sender.lock().expect("writer lock").take();
+        let thread = self.thread.lock().expect("writer lock").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
 }
 
 /// The preprocessors the configured facets need (the global one first).
@@ -78,6 +142,7 @@ pub fn start(
         model: FacetModel::new(&config.models.facets)?,
         embedder: Embedder::new(&config.models.embeddings)?,
         cache: AnswerCache::new(config.facets.cache_entries),
+        writer: RecordWriter::start(db.clone()),
         db,
         metrics: metrics.clone(),
     });
@@ -104,6 +169,7 @@ async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Preprocessed>) {
         if closed {
             // Finish what is in hand; whatever is parked stays unfaceted (its spans left long ago).
             while tasks.join_next().await.is_some() {}
+            shared.writer.close().await;
             break;
         }
         let next_due = parked.front().map(|p| p.due);
@@ -251,12 +317,8 @@ async fn process(shared: &Shared, trace: &Preprocessed) -> Result<(), String> {
             },
         })
         .collect();
-    let db = shared.db.clone();
     let stored = records.len() as u64;
-    tokio::task::spawn_blocking(move || facets::put(&db, &records))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    shared.writer.write(records).await?;
     m.facet_records.inc_by(stored);
     count(m, if extraction.cached { "cached" } else { "ok" });
     Ok(())
