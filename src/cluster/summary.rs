@@ -107,12 +107,13 @@ fn summarize_one(
             .map(|&i| 1.0 - dot(row(i), row(start)))
             .collect();
         for _ in 0..n_diverse.min(members.len().saturating_sub(1)) {
-            let (best, &far) = min_dist
-                .iter()
-                .enumerate()
-                .fold((0usize, &f32::NEG_INFINITY), |acc, (k, d)| {
-                    if *d > *acc.1 { (k, d) } else { acc }
-                });
+            let (best, &far) =
+                min_dist
+                    .iter()
+                    .enumerate()
+                    .fold((0usize, &f32::NEG_INFINITY), |acc, (k, d)| {
+                        if *d > *acc.1 { (k, d) } else { acc }
+                    });
             if far <= 0.0 {
                 break; // every remaining member duplicates a pick
             }
