@@ -224,7 +224,9 @@ pub fn build_clusters(
     if cfg.layout_2d && coords_2d.is_none() {
         clock.start(Stage::Layout2d);
         coords_2d = Some(match &umap_state {
-            Some(state) => umap::layout_2d(state, cfg, &mut |f| clock.report(f)),
+            Some(state) => {
+                umap::layout_2d(state, &reduced, reduced_dim, cfg, &mut |f| clock.report(f))
+            }
             None => {
                 let flat = pca::pca(&data, dim, 2, 2, cfg.seed);
                 flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
@@ -268,8 +270,7 @@ fn reduce(
             timings.push(clock.stop());
 
             clock.start(Stage::Graph);
-            let extra = if cfg.layout_2d { 2 } else { 0 };
-            let state = umap::prepare(data, dim, &knn, u, extra, cfg.seed);
+            let state = umap::prepare(data, dim, &knn, u, cfg.seed);
             drop(knn);
             timings.push(clock.stop());
 

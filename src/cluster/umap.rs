@@ -1,6 +1,6 @@
 //! UMAP reduction, assembled from its parts: fuzzy graph over the kNN lists ([`super::fuzzy`]),
 //! spectral start ([`super::spectral`], PCA as fallback), SGD layout ([`super::layout`]). The
-//! graph and the start are kept in [`UmapState`] so the 2-D scatter-plot layout reuses them.
+//! graph is kept in [`UmapState`] so the 2-D scatter-plot layout reuses it.
 
 use super::config::{ClusterConfig, Reduction, UmapConfig};
 use super::fuzzy::{FuzzyGraph, find_ab_params, fuzzy_simplicial_set};
@@ -19,18 +19,11 @@ pub struct UmapState {
     pub b: f32,
 }
 
-/// Builds the fuzzy graph and a start with `max(n_components, extra_components)` columns.
-pub fn prepare(
-    data: &[f32],
-    dim: usize,
-    knn: &KnnGraph,
-    cfg: &UmapConfig,
-    extra_components: usize,
-    seed: u64,
-) -> UmapState {
+/// Builds the fuzzy graph and the start of the clustering layout.
+pub fn prepare(data: &[f32], dim: usize, knn: &KnnGraph, cfg: &UmapConfig, seed: u64) -> UmapState {
     let n = knn.n;
     let graph = fuzzy_simplicial_set(knn, cfg.n_neighbors.min(n));
-    let start_dim = cfg.n_components.max(extra_components);
+    let start_dim = cfg.n_components;
     let start = match spectral_embedding(&graph, start_dim, seed) {
         Some(s) => s,
         None => {
@@ -55,20 +48,23 @@ pub fn prepare(
     }
 }
 
+/// Copies the first `components` columns of an n × `from_dim` matrix.
+fn columns(matrix: &[f32], from_dim: usize, components: usize) -> Vec<f32> {
+    matrix
+        .chunks_exact(from_dim)
+        .flat_map(|row| row[..components].iter().copied())
+        .collect()
+}
+
 fn run(
     state: &UmapState,
     cfg: &UmapConfig,
+    mut embedding: Vec<f32>,
     components: usize,
     n_epochs: usize,
     seed: u64,
     progress: &mut dyn FnMut(f32),
 ) -> Vec<f32> {
-    let n = state.graph.n;
-    let mut embedding = vec![0.0f32; n * components];
-    for i in 0..n {
-        embedding[i * components..(i + 1) * components]
-            .copy_from_slice(&state.start[i * state.start_dim..i * state.start_dim + components]);
-    }
     scale_start(&mut embedding, components, seed);
     let params = LayoutParams {
         n_epochs,
@@ -90,19 +86,22 @@ pub fn layout(
     seed: u64,
     progress: &mut dyn FnMut(f32),
 ) -> Vec<f32> {
-    run(
-        state,
-        cfg,
-        cfg.n_components,
-        cfg.epochs_for(state.graph.n),
-        seed,
-        progress,
-    )
+    let start = columns(&state.start, state.start_dim, cfg.n_components);
+    let epochs = cfg.epochs_for(state.graph.n);
+    run(state, cfg, start, cfg.n_components, epochs, seed, progress)
 }
 
-/// A 2-D layout of the same graph for scatter plots.
+/// Epochs of the 2-D layout: it starts from the finished clustering layout, so it only needs
+/// to unfold that into the plane (measured: 2.7 s of 16 s at 50k points with 100 epochs from the
+/// spectral start).
+const EPOCHS_2D: usize = 50;
+
+/// A 2-D layout of the same graph for scatter plots, started from the principal plane of the
+/// clustering layout (`reduced`, n × `reduced_dim`), so clusters begin where they ended there.
 pub fn layout_2d(
     state: &UmapState,
+    reduced: &[f32],
+    reduced_dim: usize,
     cfg: &ClusterConfig,
     progress: &mut dyn FnMut(f32),
 ) -> Vec<[f32; 2]> {
@@ -110,8 +109,13 @@ pub fn layout_2d(
         Reduction::Umap(u) => u.clone(),
         _ => UmapConfig::default(),
     };
-    // A picture needs less polish than the clustered layout: at most 100 epochs.
-    let epochs = umap.epochs_for(state.graph.n).min(100);
-    let flat = run(state, &umap, 2, epochs, mix_seed(cfg.seed, 2, 2), progress);
+    let seed = mix_seed(cfg.seed, 2, 2);
+    let start = match reduced_dim {
+        0 | 1 => reduced.iter().flat_map(|&x| [x, 0.0]).collect(),
+        2 => reduced.to_vec(),
+        _ => super::pca::pca(reduced, reduced_dim, 2, 2, seed),
+    };
+    let epochs = umap.epochs_for(state.graph.n).min(EPOCHS_2D);
+    let flat = run(state, &umap, start, 2, epochs, seed, progress);
     flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
 }
