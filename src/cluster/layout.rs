@@ -241,18 +241,23 @@ fn process_chunk(
             while remaining > 0 {
                 let batch = remaining.min(NEGATIVE_BATCH);
                 remaining -= batch;
-                let mut picks = [0usize; NEGATIVE_BATCH];
+                // Unused slots point at the head itself and are masked out below, so the
+                // coefficient loop has a fixed length and no branches (it vectorizes).
+                let mut picks = [i; NEGATIVE_BATCH];
+                for pick in picks.iter_mut().take(batch) {
+                    *pick = rng.usize(0..n);
+                }
+                let mut d2s = [0.0f32; NEGATIVE_BATCH];
+                for (d2, &k) in d2s.iter_mut().zip(&picks) {
+                    *d2 = squared_distance(cur, &snapshot[k * dim..(k + 1) * dim]);
+                }
                 let mut coeffs = [0.0f32; NEGATIVE_BATCH];
-                for s in 0..batch {
-                    let k = rng.usize(0..n);
-                    picks[s] = k;
-                    let d2 = squared_distance(cur, &snapshot[k * dim..(k + 1) * dim]);
-                    coeffs[s] = if k == i || d2 <= 0.0 {
-                        0.0
-                    } else {
-                        let d2b = fast_pow(d2, b);
-                        2.0 * gamma * b / ((0.001 + d2) * (a * d2b + 1.0))
-                    };
+                for s in 0..NEGATIVE_BATCH {
+                    let d2 = d2s[s];
+                    let d2b = fast_pow(d2.max(f32::MIN_POSITIVE), b);
+                    let coeff = 2.0 * gamma * b / ((0.001 + d2) * (a * d2b + 1.0));
+                    let valid = picks[s] != i && d2 > 0.0;
+                    coeffs[s] = if valid { coeff } else { 0.0 };
                 }
                 for (d, c) in cur.iter_mut().enumerate() {
                     let mut step = 0.0f32;
