@@ -43,28 +43,40 @@ impl BuiltinEmbedder {
             .map(str::to_lowercase)
             .filter(|w| !STOP_WORDS.contains(&w.as_str()))
             .collect();
-        let mut features: HashMap<String, (f32, f32)> = HashMap::new();
-        let mut add = |feature: String, idf: f32| {
+        // Features are hashed as they are found (no strings built): kind tag + pieces.
+        let hash = |kind: u8, pieces: &[&str]| {
+            let mut hasher = rustc_hash::FxHasher::default();
+            kind.hash(&mut hasher);
+            for piece in pieces {
+                piece.hash(&mut hasher);
+            }
+            hasher.finish()
+        };
+        let mut features: HashMap<u64, (f32, f32)> = HashMap::new();
+        let mut add = |feature: u64, idf: f32| {
             features.entry(feature).or_insert((0.0, idf)).0 += 1.0;
         };
+        let mut padded = String::new();
         for word in &words {
-            add(format!("w:{word}"), idf_prior(word));
-            let padded: Vec<char> = format!("<{word}>").chars().collect();
-            for gram in padded.windows(3) {
-                add(format!("c:{}", gram.iter().collect::<String>()), 0.35);
+            add(hash(b'w', &[word]), idf_prior(word));
+            padded.clear();
+            padded.push('<');
+            padded.push_str(word);
+            padded.push('>');
+            let bounds: Vec<usize> = padded
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([padded.len()])
+                .collect();
+            for w in bounds.windows(4) {
+                add(hash(b'c', &[&padded[w[0]..w[3]]]), 0.35);
             }
         }
         for pair in words.windows(2) {
-            add(
-                format!("b:{} {}", pair[0], pair[1]),
-                0.8 * idf_prior(&pair[1]),
-            );
+            add(hash(b'b', &[&pair[0], &pair[1]]), 0.8 * idf_prior(&pair[1]));
         }
         let mut vector = vec![0f32; self.dimensions];
-        for (feature, (tf, idf)) in features {
-            let mut hasher = rustc_hash::FxHasher::default();
-            feature.hash(&mut hasher);
-            let hash = hasher.finish();
+        for (hash, (tf, idf)) in features {
             let bucket = (hash % self.dimensions as u64) as usize;
             let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
             vector[bucket] += sign * (1.0 + tf.ln()) * idf;

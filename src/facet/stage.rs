@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Semaphore, mpsc};
 
+/// How long the record writer gathers writes into one durable transaction.
+const WRITE_LINGER: Duration = Duration::from_millis(200);
 /// Traces waiting for the facet stage.
 const QUEUE: usize = 2048;
 /// Traces parked after a model failure, retried with back-off; beyond this the oldest are
@@ -74,9 +76,13 @@ impl RecordWriter {
             .name("tracetopics-facet-writer".into())
             .spawn(move || {
                 while let Ok(first) = receiver.recv() {
+                    // Facets are not latency-sensitive: linger so a busy sidecar pays a few
+                    // fsyncs per second, not one per trace.
+                    let deadline = Instant::now() + WRITE_LINGER;
                     let mut batch = vec![first];
                     while batch.len() < 512 {
-                        match receiver.try_recv() {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        match receiver.recv_timeout(left) {
                             Ok(more) => batch.push(more),
                             Err(_) => break,
                         }
