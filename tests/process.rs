@@ -218,3 +218,69 @@ fn version_and_help_read_well() {
         assert!(text.contains(word), "{text}");
     }
 }
+
+#[test]
+fn preprocess_prints_what_the_model_would_see_with_and_without_a_plugin() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/preprocess/openllmetry_legacy__failing_tool.jsonl"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["preprocess", "--trace", fixture, "--meta"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("[system] You are a travel assistant."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[error] execute_tool book_flight: __main__.BookingServiceError"));
+    assert!(stdout.contains("\"error_count\": 1"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("6 segment(s)") && stderr.contains("by `default`"),
+        "{stderr}"
+    );
+
+    // With a shipped plugin chosen from a config file.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "preprocess:\n  plugins:\n    tools:\n      path: {}/plugins/tools_and_errors.js\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["preprocess", "--config"])
+        .arg(&config)
+        .args(["--trace", fixture, "--preprocessor", "tools"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("[tool_call book_flight] "), "{stdout}");
+    assert!(!stdout.contains("[system]"));
+
+    // A file that is not OTLP/JSON is a clear error.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"resourceSpans\": 3}").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["preprocess", "--trace"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resourceSpans"));
+}
