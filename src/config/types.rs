@@ -160,6 +160,23 @@ impl Secret {
     }
 }
 
+/// Configured headers as an HTTP header map; values are marked sensitive so they are never
+/// printed.
+pub fn secret_headers(
+    headers: &std::collections::BTreeMap<String, Secret>,
+) -> Result<reqwest::header::HeaderMap, String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header `{name}` is not a valid header name"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("header `{name}` has an invalid value"))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("\"<redacted>\"")

@@ -75,15 +75,7 @@ impl OtlpClient {
                 })
             }
             ExportTarget::Http(url) => {
-                let mut headers = reqwest::header::HeaderMap::new();
-                for (name, value) in &config.headers {
-                    let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                        .map_err(|_| format!("header `{name}` is not a valid header name"))?;
-                    let mut value = reqwest::header::HeaderValue::from_str(value.expose())
-                        .map_err(|_| format!("header `{name}` has an invalid value"))?;
-                    value.set_sensitive(true);
-                    headers.insert(name, value);
-                }
+                let headers = crate::config::types::secret_headers(&config.headers)?;
                 let client = reqwest::Client::builder()
                     .timeout(timeout)
                     .connect_timeout(timeout)

@@ -56,15 +56,7 @@ impl OpenAiClient {
         if config.model.trim().is_empty() {
             return Err("model must be set".into());
         }
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("header `{name}` is not a valid header name"))?;
-            let mut value = reqwest::header::HeaderValue::from_str(value.expose())
-                .map_err(|_| format!("header `{name}` has an invalid value"))?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
+        let mut headers = crate::config::types::secret_headers(&config.headers)?;
         if let Some(key) = &config.api_key {
             let mut value =
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.expose()))
