@@ -135,15 +135,9 @@ impl TraceView {
             ..Default::default()
         };
         for rs in traces.resource_spans {
-            let resource = rs
-                .resource
-                .map(|r| attributes(r.attributes))
-                .unwrap_or_default();
+            let resource = resource_of(rs.resource);
             for ss in rs.scope_spans {
-                let scope = ss.scope.map(|s| ScopeView {
-                    name: s.name,
-                    version: s.version,
-                });
+                let scope = scope_of(ss.scope);
                 for span in ss.spans {
                     let status = span.status.unwrap_or_default();
                     view.spans.push(SpanView {
@@ -177,21 +171,15 @@ impl TraceView {
                             })
                             .collect(),
                         resource: resource.clone(),
-                        scope: scope.clone().unwrap_or_default(),
+                        scope: scope.clone(),
                     });
                 }
             }
         }
         for rl in logs.resource_logs {
-            let resource = rl
-                .resource
-                .map(|r| attributes(r.attributes))
-                .unwrap_or_default();
+            let resource = resource_of(rl.resource);
             for sl in rl.scope_logs {
-                let scope = sl.scope.map(|s| ScopeView {
-                    name: s.name,
-                    version: s.version,
-                });
+                let scope = scope_of(sl.scope);
                 for record in sl.log_records {
                     let attributes = attributes(record.attributes);
                     let event_name = if record.event_name.is_empty() {
@@ -211,13 +199,31 @@ impl TraceView {
                         body: record.body.map(any_to_json).unwrap_or(Value::Null),
                         attributes,
                         resource: resource.clone(),
-                        scope: scope.clone().unwrap_or_default(),
+                        scope: scope.clone(),
                     });
                 }
             }
         }
         view
     }
+}
+
+/// Shared by spans and log records: their resource and scope come in the same shape.
+fn resource_of(resource: Option<opentelemetry_proto::tonic::resource::v1::Resource>) -> Attributes {
+    resource
+        .map(|r| attributes(r.attributes))
+        .unwrap_or_default()
+}
+
+fn scope_of(
+    scope: Option<opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+) -> ScopeView {
+    scope
+        .map(|s| ScopeView {
+            name: s.name,
+            version: s.version,
+        })
+        .unwrap_or_default()
 }
 
 pub fn attributes(kvs: Vec<KeyValue>) -> Attributes {
