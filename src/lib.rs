@@ -15,6 +15,7 @@ pub mod preprocess;
 pub mod receiver;
 pub mod store;
 pub mod telemetry;
+pub mod topics;
 
 pub use app::{RunningSidecar, Sidecar};
 pub use config::Config;
