@@ -4,3 +4,6 @@
 pub mod map;
 
 pub use map::{MapChanges, Topic, TopicMap};
+pub mod published;
+
+pub use published::{Backfill, NoBackfill, PublishedMaps};
