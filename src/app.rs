@@ -5,7 +5,7 @@ use crate::assemble::Assembler;
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
-use crate::pipeline::{Engine, EngineHandle, TraceHook};
+use crate::pipeline::{Engine, EngineHandle, Enrichment, TraceHook};
 use crate::preprocess::stage::PreprocessedSink;
 use crate::receiver::Ingest;
 use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
@@ -148,6 +148,22 @@ impl Sidecar {
         let metrics = Arc::new(Metrics::new());
         let db = Arc::new(db);
         let mut facet_task = None;
+        // Spans wait for topics only when the topic stages run and there is something to add.
+        let enrichment = match (&stages, config.classify.enrich.target()) {
+            (Stages::Facets, Some(target))
+                if !config.classify.max_enrichment_delay.get().is_zero()
+                    && !crate::facet::specs(&config.facets, &config.preprocess.preprocessor)
+                        .unwrap_or_default()
+                        .is_empty() =>
+            {
+                Some(Enrichment {
+                    max_delay: config.classify.max_enrichment_delay.get(),
+                    target,
+                    late_span_memory: config.classify.late_span_memory,
+                })
+            }
+            _ => None,
+        };
         let (hook, stage_threads): (Box<dyn TraceHook>, Vec<_>) = match stages {
             Stages::Hook(hook) => (hook, Vec::new()),
             Stages::Preprocess(_) | Stages::Facets => {
@@ -179,6 +195,7 @@ impl Sidecar {
             Assembler::new(config.assembler.clone()),
             hook,
             config.exporters.otlp.sending_queue.queue_size,
+            enrichment,
             metrics.clone(),
         );
         let exporter = Exporter::new(

@@ -6,6 +6,7 @@ pub mod env;
 pub mod types;
 
 use crate::assemble::config::AssemblerConfig;
+use crate::classify::ClassifyConfig;
 use crate::export::config::ExportersConfig;
 use crate::facet::config::FacetsConfig;
 use crate::model::{ModelsConfig, Provider};
@@ -29,6 +30,8 @@ pub struct Config {
     pub preprocess: PreprocessConfig,
     #[serde(default)]
     pub facets: FacetsConfig,
+    #[serde(default)]
+    pub classify: ClassifyConfig,
     #[serde(default)]
     pub models: ModelsConfig,
     #[serde(default)]

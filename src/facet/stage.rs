@@ -5,8 +5,10 @@
 
 use super::extract::{AnswerCache, FacetModel, extract};
 use super::{FacetSpec, FacetsConfig, sampled};
+use crate::classify::attributes;
 use crate::config::Config;
 use crate::embed::Embedder;
+use crate::pipeline::EnrichmentTicket;
 use crate::preprocess::Preprocessed;
 use crate::preprocess::stage::PreprocessedSink;
 use crate::store::facets::{self, FacetRecord};
@@ -27,13 +29,17 @@ const RETRY_CAPACITY: usize = 10_000;
 
 /// The preprocess side: hands traces over without blocking.
 pub struct FacetSink {
-    sender: mpsc::Sender<Preprocessed>,
+    sender: mpsc::Sender<(Preprocessed, Option<EnrichmentTicket>)>,
     metrics: Arc<Metrics>,
 }
 
 impl PreprocessedSink for FacetSink {
     fn accept(&mut self, trace: Preprocessed) {
-        if self.sender.try_send(trace).is_err() {
+        self.accept_ticketed(trace, None);
+    }
+
+    fn accept_ticketed(&mut self, trace: Preprocessed, ticket: Option<EnrichmentTicket>) {
+        if self.sender.try_send((trace, ticket)).is_err() {
             count(&self.metrics, "busy");
         }
     }
@@ -55,6 +61,7 @@ struct Shared {
     db: Arc<Database>,
     writer: RecordWriter,
     metrics: Arc<Metrics>,
+    summary_max_chars: usize,
 }
 
 type WriteRequest = (
@@ -151,6 +158,7 @@ pub fn start(
         writer: RecordWriter::start(db.clone()),
         db,
         metrics: metrics.clone(),
+        summary_max_chars: config.classify.summary_max_chars,
     });
     let (sender, receiver) = mpsc::channel(QUEUE);
     let task = tokio::spawn(run(shared, receiver));
@@ -163,7 +171,10 @@ struct Parked {
     trace: Preprocessed,
 }
 
-async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Preprocessed>) {
+async fn run(
+    shared: Arc<Shared>,
+    mut receiver: mpsc::Receiver<(Preprocessed, Option<EnrichmentTicket>)>,
+) {
     let workers = Arc::new(Semaphore::new(shared.config.workers.max(1)));
     let (park_tx, mut park_rx) = mpsc::unbounded_channel::<(Preprocessed, u32)>();
     let mut parked: VecDeque<Parked> = VecDeque::new();
@@ -181,7 +192,7 @@ async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Preprocessed>) {
         let next_due = parked.front().map(|p| p.due);
         tokio::select! {
             item = receiver.recv(), if !closed => match item {
-                Some(trace) => spawn(&mut tasks, &shared, &workers, &park_tx, trace, 0).await,
+                Some((trace, ticket)) => spawn(&mut tasks, &shared, &workers, &park_tx, trace, ticket, 0).await,
                 None => closed = true,
             },
             Some((trace, attempts)) = park_rx.recv() => {
@@ -202,7 +213,7 @@ async fn run(shared: Arc<Shared>, mut receiver: mpsc::Receiver<Preprocessed>) {
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()), if next_due.is_some() => {
                 while parked.front().is_some_and(|p| p.due <= Instant::now()) {
                     let p = parked.pop_front().expect("checked");
-                    spawn(&mut tasks, &shared, &workers, &park_tx, p.trace, p.attempts).await;
+                    spawn(&mut tasks, &shared, &workers, &park_tx, p.trace, None, p.attempts).await;
                 }
                 shared.metrics.facet_retry_queue.set(parked.len() as i64);
             }
@@ -225,13 +236,16 @@ async fn spawn(
     workers: &Arc<Semaphore>,
     park: &mpsc::UnboundedSender<(Preprocessed, u32)>,
     trace: Preprocessed,
+    ticket: Option<EnrichmentTicket>,
     attempts: u32,
 ) {
     let permit = workers.clone().acquire_owned().await.expect("never closed");
     let (shared, park) = (shared.clone(), park.clone());
     tasks.spawn(async move {
         let _permit = permit;
-        if let Err(retry) = process(&shared, &trace).await {
+        // Whatever happens, the ticket is dropped inside: the spans go then, enriched or not,
+        // and a retry only completes the facets.
+        if let Err(retry) = process(&shared, &trace, ticket).await {
             tracing::warn!(trace_id = %trace.meta.trace_id, error = %retry, attempts, "faceting failed; will retry");
             let _ = park.send((trace, attempts + 1));
         }
@@ -239,7 +253,11 @@ async fn spawn(
 }
 
 /// Facets one trace. `Err` means a model or storage failure worth retrying later.
-async fn process(shared: &Shared, trace: &Preprocessed) -> Result<(), String> {
+async fn process(
+    shared: &Shared,
+    trace: &Preprocessed,
+    ticket: Option<EnrichmentTicket>,
+) -> Result<(), String> {
     let config = &shared.config;
     let meta = &trace.meta;
     let matches = |rules: &std::collections::BTreeMap<String, Vec<String>>| {
@@ -324,6 +342,15 @@ async fn process(shared: &Shared, trace: &Preprocessed) -> Result<(), String> {
         })
         .collect();
     let stored = records.len() as u64;
+    if let Some(ticket) = ticket {
+        ticket.add(
+            records
+                .iter()
+                .map(|r| attributes::facet_summary(r, shared.summary_max_chars)),
+        );
+        // Released before the durable write: spans need the answer, not its fsync.
+        drop(ticket);
+    }
     shared.writer.write(records).await?;
     m.facet_records.inc_by(stored);
     count(m, if extraction.cached { "cached" } else { "ok" });

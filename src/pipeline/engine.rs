@@ -3,12 +3,15 @@
 //! of it into one durable commit per wake-up (group commit), so an OK costs one fsync shared by
 //! every request that arrived meanwhile.
 
+use super::hold::{EnrichmentTicket, Held, HeldTrace, RecentlyEnriched};
 use super::{AssembledTrace, TraceHook};
-use crate::assemble::{Assembler, Placement, ReleasedTrace};
+use crate::assemble::{Assembler, Placement, ReleasedTrace, TraceId};
+use crate::classify::enrich::{Target, add_attributes};
 use crate::receiver::split::{TraceChunk, UNTRACED};
 use crate::store::{self, PENDING, QUEUE, Signal, StoreError};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
-use redb::{Database, Durability};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use redb::{Database, Durability, ReadableTable};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -40,8 +43,21 @@ pub enum Command {
     Delivered { keys: Vec<u64>, items: u64 },
     /// Release every buffered trace into the queue now (shutdown).
     ReleaseAll { reply: oneshot::Sender<()> },
+    /// A held trace's ticket came back (on the completions channel): wake up and release it.
+    Wake,
     /// Finish the commands received so far and stop, whoever still holds a handle.
     Stop,
+}
+
+/// How released traces wait for their topics (`classify:` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Enrichment {
+    /// Longest a trace is held before it leaves without attributes.
+    pub max_delay: Duration,
+    /// Spans of a held trace that get the attributes.
+    pub target: Target,
+    /// Enriched traces remembered for their late spans.
+    pub late_span_memory: usize,
 }
 
 /// Cloneable sender side of the engine.
@@ -106,6 +122,16 @@ pub struct Engine {
     release_tick: Duration,
     /// Deletes of delivered records whose commit failed, retried with the next commit.
     retry_deletes: (Vec<u64>, u64),
+    /// Set when released traces wait for their topics.
+    enrichment: Option<Enrichment>,
+    held: Held,
+    recent: RecentlyEnriched,
+    /// Tickets report on `completions` and wake the engine through `own_sender`.
+    own_sender: SyncSender<Command>,
+    completions: (
+        std::sync::mpsc::Sender<(TraceId, Vec<KeyValue>)>,
+        Receiver<(TraceId, Vec<KeyValue>)>,
+    ),
 }
 
 /// Back-off asked of clients when the buffer or queue is full.
@@ -121,6 +147,7 @@ impl Engine {
         assembler: Assembler,
         hook: Box<dyn TraceHook>,
         queue_capacity: u64,
+        enrichment: Option<Enrichment>,
         metrics: Arc<Metrics>,
     ) -> (EngineHandle, std::thread::JoinHandle<()>) {
         let (sender, receiver) = sync_channel(1024);
@@ -137,6 +164,11 @@ impl Engine {
             queue_capacity,
             release_tick,
             retry_deletes: (Vec::new(), 0),
+            enrichment,
+            held: Held::default(),
+            recent: RecentlyEnriched::new(enrichment.map_or(0, |e| e.late_span_memory)),
+            own_sender: sender.clone(),
+            completions: std::sync::mpsc::channel(),
         };
         let now = Instant::now();
         for chunk in &recovered.pending {
@@ -162,9 +194,10 @@ impl Engine {
             let now = Instant::now();
             // Every trace has its own deadline; waking for each would cost a commit per trace.
             // Releases are batched instead: at most one timer wake-up per tick.
-            let next = self
-                .assembler
-                .next_deadline()
+            let next = [self.assembler.next_deadline(), self.held.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|deadline| deadline.max(last_step + self.release_tick));
             let wait = crate::assemble::wait_until(next, now, Duration::from_secs(3600));
             let mut commands = Vec::new();
@@ -194,6 +227,7 @@ impl Engine {
         let (mut delivered_keys, mut delivered_spans) = std::mem::take(&mut self.retry_deletes);
         let mut ingests = Vec::new();
         let mut release_all_replies = Vec::new();
+        let enriched: Vec<_> = self.completions.1.try_iter().collect();
         for command in commands {
             match command {
                 Command::Delivered { keys, items } => {
@@ -202,15 +236,15 @@ impl Engine {
                 }
                 Command::Ingest { chunks, reply } => ingests.push((chunks, reply)),
                 Command::ReleaseAll { reply } => release_all_replies.push(reply),
-                Command::Stop => {}
+                Command::Wake | Command::Stop => {}
             }
         }
 
         // Admission: count what is already promised plus what each request adds.
         let mut free_slots = self.assembler.free_trace_slots();
-        let mut room = self
-            .queue_capacity
-            .saturating_sub(self.queued_items + self.assembler.spans_in_flight());
+        let mut room = self.queue_capacity.saturating_sub(
+            self.queued_items + self.assembler.spans_in_flight() + self.held.items(),
+        );
         let mut admitted: Vec<(Vec<TraceChunk>, oneshot::Sender<Result<(), Refusal>>)> = Vec::new();
         let mut new_ids = std::collections::HashSet::new();
         for (chunks, reply) in ingests {
@@ -246,7 +280,7 @@ impl Engine {
         }
 
         let release_all = !release_all_replies.is_empty();
-        match self.commit(&delivered_keys, &admitted, now, release_all) {
+        match self.commit(&delivered_keys, &admitted, enriched, now, release_all) {
             Ok(outcome) => {
                 self.queued_items =
                     self.queued_items.saturating_sub(delivered_spans) + outcome.queued_items;
@@ -287,6 +321,10 @@ impl Engine {
     fn resync(&mut self, now: Instant) -> Result<(), StoreError> {
         let recovered = store::recover(&self.db)?;
         self.assembler.reset();
+        // Held chunks are pending in the file too: they are assembled and released again.
+        for (_, trace) in self.held.take_all() {
+            drop(trace);
+        }
         for chunk in &recovered.pending {
             self.assembler
                 .add(now, chunk.trace_id, chunk.key, chunk.items, false);
@@ -300,6 +338,7 @@ impl Engine {
         &mut self,
         delivered: &[u64],
         admitted: &[(Vec<TraceChunk>, oneshot::Sender<Result<(), Refusal>>)],
+        enriched: Vec<(TraceId, Vec<KeyValue>)>,
         now: Instant,
         release_all: bool,
     ) -> Result<CommitOutcome, StoreError> {
@@ -316,9 +355,11 @@ impl Engine {
         };
         tx.set_durability(durability)
             .map_err(|e| StoreError::Redb(e.to_string()))?;
-        let mut outcome = CommitOutcome::default();
+        let mut out = Output {
+            key: self.next_key,
+            outcome: CommitOutcome::default(),
+        };
         let mut buffered = Vec::new();
-        let mut key = self.next_key;
         let mut all_released = Vec::new();
         {
             let mut pending = tx.open_table(PENDING)?;
@@ -328,39 +369,36 @@ impl Engine {
             }
             for (chunks, _) in admitted {
                 for chunk in chunks {
+                    let key = out.key;
                     match placement(&self.assembler, chunk) {
+                        // A late chunk of a held trace leaves with it, enriched alike.
+                        Placement::Late if self.held.contains(&chunk.trace_id) => {
+                            pending.insert(key, pending_value(chunk).as_slice())?;
+                            self.held
+                                .append(&chunk.trace_id, key, u64::from(chunk.items));
+                            out.key += 1;
+                        }
                         Placement::Late => {
-                            queue.insert(
-                                key,
-                                store::queued_value(chunk.signal, chunk.items, &[&chunk.payload])
-                                    .as_slice(),
-                            )?;
-                            outcome.queued_records += 1;
-                            outcome.queued_items += u64::from(chunk.items);
+                            let (payload, enriched) = self.enrich_late(chunk);
+                            out.outcome.late_spans_enriched += enriched;
+                            out.queue(&mut queue, chunk.signal, u64::from(chunk.items), &payload)?;
                             if chunk.trace_id != UNTRACED {
                                 match chunk.signal {
-                                    Signal::Traces => outcome.late_spans += u64::from(chunk.items),
+                                    Signal::Traces => {
+                                        out.outcome.late_spans += u64::from(chunk.items)
+                                    }
                                     Signal::Logs => {
-                                        outcome.late_log_records += u64::from(chunk.items)
+                                        out.outcome.late_log_records += u64::from(chunk.items)
                                     }
                                 }
                             }
                         }
                         Placement::Buffer => {
-                            pending.insert(
-                                key,
-                                store::pending_value(
-                                    &chunk.trace_id,
-                                    chunk.signal,
-                                    chunk.items,
-                                    &chunk.payload,
-                                )
-                                .as_slice(),
-                            )?;
+                            pending.insert(key, pending_value(chunk).as_slice())?;
                             buffered.push((chunk.trace_id, key, chunk.items, chunk.has_root));
+                            out.key += 1;
                         }
                     }
-                    key += 1;
                 }
             }
             // Chunks join the assembler before due traces are computed, so a chunk arriving in
@@ -373,49 +411,81 @@ impl Engine {
                 to_release.extend(self.assembler.release_all());
             }
             for trace in to_release {
-                let mut assembled = AssembledTrace {
-                    trace_id: trace.trace_id,
-                    ..AssembledTrace::default()
-                };
-                for k in &trace.keys {
-                    if let Some(value) = pending.remove(k)? {
-                        let (_, signal, items, payload) = store::split_pending(value.value());
-                        // Concatenated `TracesData` (`LogsData`) messages are one message.
-                        match signal {
-                            Signal::Traces => {
-                                assembled.spans += u64::from(items);
-                                assembled.payload.extend_from_slice(payload);
-                            }
-                            Signal::Logs => {
-                                assembled.log_records += u64::from(items);
-                                assembled.logs.extend_from_slice(payload);
-                            }
-                        }
-                    }
-                }
-                self.hook.on_trace(&mut assembled);
-                // Spans before their logs, so a downstream sees the trace the logs point to.
-                let records = [
-                    (Signal::Traces, assembled.spans, &assembled.payload),
-                    (Signal::Logs, assembled.log_records, &assembled.logs),
-                ];
-                for (signal, items, payload) in records {
-                    if items == 0 && payload.is_empty() {
-                        continue;
-                    }
-                    queue.insert(
-                        key,
-                        store::queued_value(signal, items as u32, &[payload]).as_slice(),
-                    )?;
-                    key += 1;
-                    outcome.queued_records += 1;
-                    outcome.queued_items += items;
-                }
                 all_released.push(trace.reason);
+                // At shutdown nothing waits: the stages may not finish before the deadline.
+                let hold = self.enrichment.filter(|_| !release_all);
+                let mut assembled = read_trace(&pending, trace.trace_id, &trace.keys)?;
+                if let Some(enrichment) = hold {
+                    assembled.ticket = Some(EnrichmentTicket::new(
+                        trace.trace_id,
+                        self.completions.0.clone(),
+                        self.own_sender.clone(),
+                    ));
+                    let items = assembled.spans + assembled.log_records;
+                    self.hook.on_trace(&mut assembled);
+                    self.held.insert(
+                        trace.trace_id,
+                        trace.keys,
+                        items,
+                        now + enrichment.max_delay,
+                    );
+                } else {
+                    for k in &trace.keys {
+                        pending.remove(k)?;
+                    }
+                    self.hook.on_trace(&mut assembled);
+                    out.queue_trace(&mut queue, &assembled)?;
+                }
+            }
+            for (trace_id, attributes) in enriched {
+                let attributes = Arc::new(attributes);
+                if !attributes.is_empty() {
+                    self.recent.insert(trace_id, attributes.clone());
+                }
+                if let Some(held) = self.held.take(&trace_id) {
+                    let outcome = if attributes.is_empty() {
+                        "without_attributes"
+                    } else {
+                        "enriched"
+                    };
+                    self.release_held(
+                        &mut pending,
+                        &mut queue,
+                        &mut out,
+                        trace_id,
+                        held,
+                        &attributes,
+                        outcome,
+                    )?;
+                }
+            }
+            for (trace_id, held) in self.held.take_due(now) {
+                self.release_held(
+                    &mut pending,
+                    &mut queue,
+                    &mut out,
+                    trace_id,
+                    held,
+                    &[],
+                    "timeout",
+                )?;
+            }
+            if release_all {
+                for (trace_id, held) in self.held.take_all() {
+                    self.release_held(
+                        &mut pending,
+                        &mut queue,
+                        &mut out,
+                        trace_id,
+                        held,
+                        &[],
+                        "shutdown",
+                    )?;
+                }
             }
         }
         tx.commit()?;
-        self.next_key = key;
+        self.next_key = out.key;
         for reason in all_released {
             self.metrics
                 .assembler_released_traces
@@ -424,10 +494,70 @@ impl Engine {
                 })
                 .inc();
         }
+        for (outcome, count) in std::mem::take(&mut out.outcome.enrichment) {
+            self.metrics
+                .enrichment_traces
+                .get_or_create(&ReasonLabel { reason: outcome })
+                .inc_by(count);
+        }
+        self.metrics
+            .enrichment_late_spans
+            .inc_by(out.outcome.late_spans_enriched);
         self.metrics
             .storage_commit_seconds
             .inc_by(started.elapsed().as_secs_f64());
-        Ok(outcome)
+        Ok(out.outcome)
+    }
+
+    /// Queues a held trace, its spans carrying `attributes`.
+    #[allow(clippy::too_many_arguments)]
+    fn release_held(
+        &self,
+        pending: &mut redb::Table<u64, &[u8]>,
+        queue: &mut redb::Table<u64, &[u8]>,
+        out: &mut Output,
+        trace_id: TraceId,
+        held: HeldTrace,
+        attributes: &[KeyValue],
+        outcome: &'static str,
+    ) -> Result<(), StoreError> {
+        let mut assembled = read_trace(pending, trace_id, &held.keys)?;
+        for k in &held.keys {
+            pending.remove(k)?;
+        }
+        let target = self.enrichment.map_or(Target::LocalRoots, |e| e.target);
+        if !attributes.is_empty() && !assembled.payload.is_empty() {
+            match add_attributes(&assembled.payload, attributes, target) {
+                Ok((payload, _)) => assembled.payload = payload,
+                // Stored spans were validated on receipt; should one not parse, it still leaves.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot add topic attributes to a trace; exporting it as received")
+                }
+            }
+        }
+        out.queue_trace(queue, &assembled)?;
+        *out.outcome.enrichment.entry(outcome).or_default() += 1;
+        Ok(())
+    }
+
+    /// A late chunk of an enriched trace gets its trace's attributes (on its root span in
+    /// `root` mode: the local roots it had are long gone).
+    fn enrich_late(&self, chunk: &TraceChunk) -> (Vec<u8>, u64) {
+        let attributes = match (&self.enrichment, chunk.signal) {
+            (Some(_), Signal::Traces) => self.recent.get(&chunk.trace_id),
+            _ => None,
+        };
+        let Some(attributes) = attributes else {
+            return (chunk.payload.to_vec(), 0);
+        };
+        let target = match self.enrichment.map(|e| e.target) {
+            Some(Target::All) => Target::All,
+            _ => Target::Roots,
+        };
+        match add_attributes(&chunk.payload, &attributes, target) {
+            Ok((payload, n)) => (payload, n as u64),
+            Err(_) => (chunk.payload.to_vec(), 0),
+        }
     }
 
     fn update_gauges(&self) {
@@ -440,6 +570,9 @@ impl Engine {
         self.metrics
             .exporter_queue_size
             .set(self.queued_items as i64);
+        self.metrics
+            .enrichment_held_traces
+            .set(self.held.len() as i64);
     }
 }
 
@@ -458,4 +591,84 @@ struct CommitOutcome {
     queued_items: u64,
     late_spans: u64,
     late_log_records: u64,
+    late_spans_enriched: u64,
+    /// Held traces released, by outcome.
+    enrichment: std::collections::HashMap<&'static str, u64>,
+}
+
+/// What one commit writes to the queue: the next free key and the counts.
+struct Output {
+    key: u64,
+    outcome: CommitOutcome,
+}
+
+impl Output {
+    fn queue(
+        &mut self,
+        queue: &mut redb::Table<u64, &[u8]>,
+        signal: Signal,
+        items: u64,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        queue.insert(
+            self.key,
+            store::queued_value(signal, items as u32, &[payload]).as_slice(),
+        )?;
+        self.key += 1;
+        self.outcome.queued_records += 1;
+        self.outcome.queued_items += items;
+        Ok(())
+    }
+
+    /// Spans before their logs, so a downstream sees the trace the logs point to.
+    fn queue_trace(
+        &mut self,
+        queue: &mut redb::Table<u64, &[u8]>,
+        trace: &AssembledTrace,
+    ) -> Result<(), StoreError> {
+        let records = [
+            (Signal::Traces, trace.spans, &trace.payload),
+            (Signal::Logs, trace.log_records, &trace.logs),
+        ];
+        for (signal, items, payload) in records {
+            if items == 0 && payload.is_empty() {
+                continue;
+            }
+            self.queue(queue, signal, items, payload)?;
+        }
+        Ok(())
+    }
+}
+
+fn pending_value(chunk: &TraceChunk) -> Vec<u8> {
+    store::pending_value(&chunk.trace_id, chunk.signal, chunk.items, &chunk.payload)
+}
+
+/// A trace's stored chunks, concatenated per signal (concatenated `TracesData` or `LogsData`
+/// messages are one message).
+fn read_trace(
+    pending: &redb::Table<u64, &[u8]>,
+    trace_id: TraceId,
+    keys: &[u64],
+) -> Result<AssembledTrace, StoreError> {
+    let mut assembled = AssembledTrace {
+        trace_id,
+        ..AssembledTrace::default()
+    };
+    for k in keys {
+        if let Some(value) = pending.get(k)? {
+            let (_, signal, items, payload) = store::split_pending(value.value());
+            match signal {
+                Signal::Traces => {
+                    assembled.spans += u64::from(items);
+                    assembled.payload.extend_from_slice(payload);
+                }
+                Signal::Logs => {
+                    assembled.log_records += u64::from(items);
+                    assembled.logs.extend_from_slice(payload);
+                }
+            }
+        }
+    }
+    Ok(assembled)
 }

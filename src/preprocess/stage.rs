@@ -3,7 +3,7 @@
 //! on), and a worker thread turns it into text. Spans are exported whatever happens here.
 
 use super::{PreprocessConfig, Preprocessed, Preprocessor, Skipped, TraceView};
-use crate::pipeline::{AssembledTrace, TraceHook};
+use crate::pipeline::{AssembledTrace, EnrichmentTicket, TraceHook};
 use crate::telemetry::metrics::{Metrics, PluginErrorLabel, PreprocessLabel};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +16,13 @@ const HANDOVER_QUEUE: usize = 1024;
 /// Where preprocessed traces go next (the facet stage; a test can collect them).
 pub trait PreprocessedSink: Send + 'static {
     fn accept(&mut self, trace: Preprocessed);
+
+    /// As `accept`, for a trace whose spans wait for enrichment: a sink that enriches keeps the
+    /// ticket until it is done with the trace; dropping it releases the spans.
+    fn accept_ticketed(&mut self, trace: Preprocessed, ticket: Option<EnrichmentTicket>) {
+        drop(ticket);
+        self.accept(trace);
+    }
 }
 
 /// Drops the text: used until a facet stage consumes it.
@@ -34,7 +41,13 @@ pub struct PreprocessHook {
 
 impl TraceHook for PreprocessHook {
     fn on_trace(&mut self, trace: &mut AssembledTrace) {
-        match self.sender.try_send(trace.clone()) {
+        // The ticket moves with the trace; a shed trace drops it, so its spans do not wait.
+        let ticket = trace.ticket.take();
+        let handover = AssembledTrace {
+            ticket,
+            ..trace.clone()
+        };
+        match self.sender.try_send(handover) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.metrics
@@ -108,7 +121,14 @@ fn work(
             }
         };
         for preprocessor in preprocessors.iter_mut() {
-            run_one(preprocessor, &view, sink, metrics, &mut log_limiter);
+            run_one(
+                preprocessor,
+                &view,
+                sink,
+                trace.ticket.clone(),
+                metrics,
+                &mut log_limiter,
+            );
         }
     }
 }
@@ -117,6 +137,7 @@ fn run_one(
     preprocessor: &mut Preprocessor,
     view: &TraceView,
     sink: &mut dyn PreprocessedSink,
+    ticket: Option<EnrichmentTicket>,
     metrics: &Metrics,
     log_limiter: &mut RateLimitedLog,
 ) {
@@ -157,7 +178,7 @@ fn run_one(
                     .map(|s| s.len() as u64 + 1)
                     .sum(),
             );
-            sink.accept(preprocessed);
+            sink.accept_ticketed(preprocessed, ticket);
         }
         Err(Skipped::ByPlugin) => count("skipped"),
         Err(Skipped::Empty) => count("empty"),

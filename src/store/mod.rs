@@ -2,6 +2,7 @@
 //! Everything a client got an OK for lives here until the downstream acknowledged it. Both tables
 //! hold spans and log records alike, each record tagged with its signal.
 
+pub mod classifications;
 pub mod config;
 pub mod facets;
 

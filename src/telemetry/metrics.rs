@@ -35,6 +35,15 @@ pub struct FacetLabel {
     pub facet: String,
 }
 
+/// A topic of a facet's map; `topic_id` is the stable id, `topic` its current name (or
+/// `no_match`, with an empty id).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub facet: String,
+    pub topic_id: String,
+    pub topic: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub receiver_accepted_spans: Family<TransportLabel, Counter>,
@@ -66,6 +75,10 @@ pub struct Metrics {
     pub facet_failed: Family<FacetLabel, Counter>,
     pub facet_records: Counter,
     pub facet_retry_queue: Gauge,
+    pub enrichment_traces: Family<ReasonLabel, Counter>,
+    pub enrichment_held_traces: Gauge,
+    pub enrichment_late_spans: Counter,
+    pub classified_traces: Family<TopicLabel, Counter>,
     pub storage_commit_failures: Counter,
     pub storage_commit_seconds: Counter<f64, AtomicU64>,
 }
@@ -103,6 +116,10 @@ impl Metrics {
             facet_failed: Family::default(),
             facet_records: Counter::default(),
             facet_retry_queue: Gauge::default(),
+            enrichment_traces: Family::default(),
+            enrichment_held_traces: Gauge::default(),
+            enrichment_late_spans: Counter::default(),
+            classified_traces: Family::default(),
             storage_commit_failures: Counter::default(),
             storage_commit_seconds: Counter::default(),
             registry: Registry::default(),
@@ -244,6 +261,26 @@ impl Metrics {
             "tracetopics_facet_retry_queue",
             "Traces parked after a model failure, waiting to be retried",
             m.facet_retry_queue.clone(),
+        );
+        r.register(
+            "tracetopics_enrichment_traces",
+            "Traces released to the exporter after waiting for their topics, by outcome: enriched, without_attributes (nothing to add), timeout (max_enrichment_delay passed), shutdown",
+            m.enrichment_traces.clone(),
+        );
+        r.register(
+            "tracetopics_enrichment_held_traces",
+            "Traces whose spans are waiting for their topics",
+            m.enrichment_held_traces.clone(),
+        );
+        r.register(
+            "tracetopics_enrichment_late_spans",
+            "Late spans enriched from their trace's earlier result",
+            m.enrichment_late_spans.clone(),
+        );
+        r.register(
+            "tracetopics_classified_traces",
+            "Traces classified, by facet and topic (topic=\"no_match\" beyond the distance threshold)",
+            m.classified_traces.clone(),
         );
         r.register(
             "tracetopics_storage_commit_failures",
