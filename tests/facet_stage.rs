@@ -165,3 +165,52 @@ async fn the_builtin_models_work_offline() {
     assert_eq!(task.embedding.len(), 384);
     assert!(task.facet_model.starts_with("builtin"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_parked_by_an_outage_are_faceted_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let down = ModelServer::start(|_: &str, _: &Value| serde_json::json!({"garbage": true})).await;
+    let mut config = config(dir.path(), sink.addr);
+    config.models.facets = remote(&down);
+    config.models.embeddings = remote(&down);
+    config.facets.retry_backoff = HumanDuration::from_secs(3600);
+    let storage = config.storage.clone();
+    let sidecar = Sidecar::start(config.clone()).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client
+        .export(request("shop", "s", genai_trace(7)))
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for_spans(1, WAIT).await, 1);
+    // Parked (gauge at 1) before the restart; the retry would be an hour away.
+    let parked = async {
+        loop {
+            let text = metrics_text(sidecar.addresses.metrics).await;
+            if metric(&text, "tracetopics_facet_retry_queue") == 1.0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, parked)
+        .await
+        .expect("trace parked");
+    sidecar.shutdown().await;
+
+    let up = ModelServer::start(model_server_answers).await;
+    config.models.facets = remote(&up);
+    config.models.embeddings = remote(&up);
+    let sidecar = Sidecar::start(config).await.unwrap();
+    assert_eq!(up.wait_for_requests(2, WAIT).await, 2, "retried at start");
+    sidecar.shutdown().await;
+    let (db, _) = tracetopics::store::open(&storage).unwrap();
+    let records = facets::of_trace(&db, &trace_id(7).try_into().unwrap()).unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(
+        tracetopics::store::facet_retry::all(&db)
+            .unwrap()
+            .is_empty(),
+        "done, so no longer parked"
+    );
+}

@@ -11,6 +11,7 @@ use crate::embed::Embedder;
 use crate::pipeline::EnrichmentTicket;
 use crate::preprocess::Preprocessed;
 use crate::preprocess::stage::PreprocessedSink;
+use crate::store::facet_retry;
 use crate::store::facets::{self, FacetRecord};
 use crate::telemetry::metrics::{FacetLabel, Metrics, ReasonLabel};
 use redb::Database;
@@ -23,8 +24,8 @@ use tokio::sync::{Semaphore, mpsc};
 const WRITE_LINGER: Duration = Duration::from_millis(200);
 /// Traces waiting for the facet stage.
 const QUEUE: usize = 2048;
-/// Traces parked after a model failure, retried with back-off; beyond this the oldest are
-/// given up (counted).
+/// Traces parked after a model failure (in memory and in redb, so a restart retries them),
+/// retried with back-off; beyond this the latest-due are given up (counted).
 const RETRY_CAPACITY: usize = 10_000;
 
 /// The preprocess side: hands traces over without blocking.
@@ -177,14 +178,15 @@ async fn run(
 ) {
     let workers = Arc::new(Semaphore::new(shared.config.workers.max(1)));
     let (park_tx, mut park_rx) = mpsc::unbounded_channel::<(Preprocessed, u32)>();
-    let mut parked: VecDeque<Parked> = VecDeque::new();
+    let mut parked = restore_parked(&shared).await;
+    shared.metrics.facet_retry_queue.set(parked.len() as i64);
     let mut tasks = tokio::task::JoinSet::new();
     let mut gc = tokio::time::interval(Duration::from_secs(3600));
     let mut closed = false;
     loop {
         while tasks.try_join_next().is_some() {}
         if closed {
-            // Finish what is in hand; whatever is parked stays unfaceted (its spans left long ago).
+            // Finish what is in hand; what is parked stays in redb for the next start.
             while tasks.join_next().await.is_some() {}
             shared.writer.close().await;
             break;
@@ -202,12 +204,18 @@ async fn run(
                     .get()
                     .saturating_mul(1 << attempts.saturating_sub(1).min(8))
                     .min(Duration::from_secs(300));
+                let record = facet_retry::ParkedTrace::new(&trace, attempts);
+                persist(&shared, move |db| facet_retry::put(db, &record)).await;
                 parked.push_back(Parked { due: Instant::now() + delay, attempts, trace });
                 parked.make_contiguous().sort_by_key(|p| p.due);
+                let mut given_up = Vec::new();
                 while parked.len() > RETRY_CAPACITY {
-                    parked.pop_back();
+                    if let Some(p) = parked.pop_back() {
+                        given_up.push(facet_retry::key(&p.trace));
+                    }
                     count(&shared.metrics, "given_up");
                 }
+                persist(&shared, move |db| facet_retry::remove(db, &given_up)).await;
                 shared.metrics.facet_retry_queue.set(parked.len() as i64);
             }
             _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now).into()), if next_due.is_some() => {
@@ -245,7 +253,12 @@ async fn spawn(
         let _permit = permit;
         // Whatever happens, the ticket is dropped inside: the spans go then, enriched or not,
         // and a retry only completes the facets.
-        if let Err(retry) = process(&shared, &trace, ticket).await {
+        let result = process(&shared, &trace, ticket).await;
+        if result.is_ok() && attempts > 0 {
+            let key = vec![facet_retry::key(&trace)];
+            persist(&shared, move |db| facet_retry::remove(db, &key)).await;
+        }
+        if let Err(retry) = result {
             tracing::warn!(trace_id = %trace.meta.trace_id, error = %retry, attempts, "faceting failed; will retry");
             let _ = park.send((trace, attempts + 1));
         }
@@ -355,6 +368,51 @@ async fn process(
     m.facet_records.inc_by(stored);
     count(m, if extraction.cached { "cached" } else { "ok" });
     Ok(())
+}
+
+/// Traces parked by an earlier run, due at once (spread a little so a restart is no stampede).
+async fn restore_parked(shared: &Arc<Shared>) -> VecDeque<Parked> {
+    let db = shared.db.clone();
+    let stored = match tokio::task::spawn_blocking(move || facet_retry::all(&db)).await {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the facet retry queue; parked traces are not retried");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    if !stored.is_empty() {
+        tracing::info!(
+            traces = stored.len(),
+            "retrying traces parked before the restart"
+        );
+    }
+    let now = Instant::now();
+    stored
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (trace, attempts) = p.into_trace();
+            Parked {
+                due: now + Duration::from_millis(10 * i as u64),
+                attempts,
+                trace,
+            }
+        })
+        .collect()
+}
+
+/// A small write to the retry table, off the async workers. Failing it only risks the parked
+/// trace's facets after a restart, so it is logged, not fatal.
+async fn persist(
+    shared: &Arc<Shared>,
+    write: impl FnOnce(&Database) -> Result<(), crate::store::StoreError> + Send + 'static,
+) {
+    let db = shared.db.clone();
+    match tokio::task::spawn_blocking(move || write(&db)).await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot update the facet retry queue"),
+        Ok(Ok(())) | Err(_) => {}
+    }
 }
 
 fn now_ms() -> u64 {

@@ -4,6 +4,7 @@
 
 pub mod classifications;
 pub mod config;
+pub mod facet_retry;
 pub mod facets;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
