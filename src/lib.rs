@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod assemble;
+pub mod classify;
 pub mod cluster;
 pub mod config;
 pub mod embed;
