@@ -1,8 +1,12 @@
-//! Classification: every faceted trace gets the nearest topic of each facet's current map, and
-//! its spans leave carrying it.
+//! Classification: a new trace's facet embedding is given the topic of the nearest centroid of the
+//! facet's current topic map, or `no_match` when it is too far from every topic — no model call —
+//! and its spans leave carrying it.
 
 pub mod attributes;
 pub mod config;
 pub mod enrich;
+pub mod index;
+pub mod synthetic;
 
 pub use config::ClassifyConfig;
+pub use index::{AUTO_HNSW_MIN_TOPICS, CentroidIndex, ClassifyError, IndexKind, Match};

@@ -1,0 +1,77 @@
+//! Classification benchmark: latency of one nearest-centroid decision with the embedding in
+//! hand (`CentroidIndex::classify`), for maps of 10, 100 and 1,000 topics at 384 and 1024
+//! dimensions, brute force and HNSW. Prints build time, p50/p99/max per query in µs and HNSW's
+//! recall against the exact scan. Queries are a random centroid plus noise (cos ≈ 0.7 to it),
+//! like traces near their topic. Target: p99 ≤ 50 µs.
+//!
+//!   cargo bench --bench classify
+//!   cargo bench --bench classify -- 1000x1024      # only names containing every word
+
+use std::hint::black_box;
+use std::time::Instant;
+use tracetopics::classify::synthetic::{near, random_map};
+use tracetopics::classify::{CentroidIndex, IndexKind};
+
+const TOPICS: [usize; 3] = [10, 100, 1_000];
+const DIMS: [usize; 2] = [384, 1024];
+const KINDS: [IndexKind; 2] = [IndexKind::BruteForce, IndexKind::Hnsw];
+const QUERIES: usize = 20_000;
+const WARMUP: usize = 1_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    println!(
+        "{:<22} {:>10} {:>8} {:>8} {:>8} {:>8}",
+        "config", "build ms", "p50 µs", "p99 µs", "max µs", "recall"
+    );
+    for topics in TOPICS {
+        for dim in DIMS {
+            let map = random_map(topics, dim, 42);
+            let mut rng = fastrand::Rng::with_seed(7);
+            let queries: Vec<Vec<f32>> = (0..QUERIES)
+                .map(|_| {
+                    let t = rng.usize(..topics);
+                    near(&mut rng, &map.topics[t].centroid, 1.0)
+                })
+                .collect();
+            let exact = CentroidIndex::build(&map, IndexKind::BruteForce).expect("build");
+            for kind in KINDS {
+                let name = format!("{topics}x{dim}/{kind:?}");
+                if !args.iter().all(|word| name.contains(word.as_str())) {
+                    continue;
+                }
+                let started = Instant::now();
+                let index = CentroidIndex::build(&map, kind).expect("build");
+                let build_ms = started.elapsed().as_secs_f64() * 1e3;
+                for q in queries.iter().take(WARMUP) {
+                    black_box(index.classify(q).expect("classify"));
+                }
+                let mut micros: Vec<f64> = Vec::with_capacity(QUERIES);
+                for q in &queries {
+                    let started = Instant::now();
+                    black_box(index.classify(black_box(q)).expect("classify"));
+                    micros.push(started.elapsed().as_secs_f64() * 1e6);
+                }
+                // Recall in a separate pass, so the exact index does not evict the timed one.
+                let topic =
+                    |i: &CentroidIndex, q: &[f32]| i.nearest(q).expect("nearest").map(|t| t.0);
+                let agree = queries
+                    .iter()
+                    .filter(|q| topic(&index, q) == topic(&exact, q))
+                    .count();
+                micros.sort_by(f64::total_cmp);
+                let pct = |p: f64| micros[((micros.len() - 1) as f64 * p).round() as usize];
+                println!(
+                    "{name:<22} {build_ms:>10.2} {:>8.2} {:>8.2} {:>8.1} {:>8.4}",
+                    pct(0.50),
+                    pct(0.99),
+                    micros[micros.len() - 1],
+                    agree as f64 / QUERIES as f64
+                );
+            }
+        }
+    }
+}
