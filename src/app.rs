@@ -2,6 +2,7 @@
 //! accepting, release every buffered trace, and drain the queue until the deadline.
 
 use crate::assemble::Assembler;
+use crate::classify::stage::Classifier;
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
@@ -10,6 +11,7 @@ use crate::preprocess::stage::PreprocessedSink;
 use crate::receiver::Ingest;
 use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
 use crate::telemetry::metrics::Metrics;
+use crate::topics::PublishedMaps;
 use crate::{receiver, store, telemetry};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,6 +150,8 @@ impl Sidecar {
         let metrics = Arc::new(Metrics::new());
         let db = Arc::new(db);
         let mut facet_task = None;
+        // The current topic map of each facet: written by the automation, read per trace.
+        let maps = PublishedMaps::default();
         // Spans wait for topics only when the topic stages run and there is something to add.
         let enrichment = match (&stages, config.classify.enrich.target()) {
             (Stages::Facets, Some(target))
@@ -172,9 +176,14 @@ impl Sidecar {
                         (vec![config.preprocess.preprocessor.clone()], sink)
                     }
                     _ => {
-                        let (sink, task) =
-                            crate::facet::stage::start(&config, db.clone(), metrics.clone())
-                                .map_err(StartError::Stage)?;
+                        let classifier = Classifier::new(maps.clone(), metrics.clone());
+                        let (sink, task) = crate::facet::stage::start(
+                            &config,
+                            db.clone(),
+                            metrics.clone(),
+                            Some(classifier),
+                        )
+                        .map_err(StartError::Stage)?;
                         facet_task = Some(task);
                         (crate::facet::stage::preprocessors(&config), Box::new(sink))
                     }

@@ -6,7 +6,14 @@ pub mod attributes;
 pub mod config;
 pub mod enrich;
 pub mod index;
+pub mod stage;
 pub mod synthetic;
 
 pub use config::ClassifyConfig;
 pub use index::{AUTO_HNSW_MIN_TOPICS, CentroidIndex, ClassifyError, IndexKind, Match};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

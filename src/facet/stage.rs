@@ -5,12 +5,14 @@
 
 use super::extract::{AnswerCache, FacetModel, extract};
 use super::{FacetSpec, FacetsConfig, sampled};
-use crate::classify::attributes;
+use crate::classify::attributes::{self, Classification};
+use crate::classify::stage::Classifier;
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::pipeline::EnrichmentTicket;
 use crate::preprocess::Preprocessed;
 use crate::preprocess::stage::PreprocessedSink;
+use crate::store::classifications::{self, ClassificationRecord};
 use crate::store::facet_retry;
 use crate::store::facets::{self, FacetRecord};
 use crate::telemetry::metrics::{FacetLabel, Metrics, ReasonLabel};
@@ -63,10 +65,13 @@ struct Shared {
     writer: RecordWriter,
     metrics: Arc<Metrics>,
     summary_max_chars: usize,
+    /// Topics for each new record, once its facet has a map.
+    classifier: Option<Classifier>,
 }
 
 type WriteRequest = (
     Vec<FacetRecord>,
+    Vec<ClassificationRecord>,
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
 
@@ -95,10 +100,20 @@ impl RecordWriter {
                             Err(_) => break,
                         }
                     }
-                    let records: Vec<FacetRecord> =
-                        batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
-                    let result = facets::put(&db, &records).map_err(|e| e.to_string());
-                    for (_, reply) in batch {
+                    let records: Vec<FacetRecord> = batch
+                        .iter()
+                        .flat_map(|(r, _, _)| r.iter().cloned())
+                        .collect();
+                    let classified: Vec<ClassificationRecord> = batch
+                        .iter()
+                        .flat_map(|(_, c, _)| c.iter().cloned())
+                        .collect();
+                    // Classifications ride on the facets' fsync: a lost one is recomputed by
+                    // the next backfill.
+                    let result = classifications::put(&db, &classified, false)
+                        .and_then(|()| facets::put(&db, &records))
+                        .map_err(|e| e.to_string());
+                    for (_, _, reply) in batch {
                         let _ = reply.send(result.clone());
                     }
                 }
@@ -110,12 +125,16 @@ impl RecordWriter {
         }
     }
 
-    async fn write(&self, records: Vec<FacetRecord>) -> Result<(), String> {
+    async fn write(
+        &self,
+        records: Vec<FacetRecord>,
+        classified: Vec<ClassificationRecord>,
+    ) -> Result<(), String> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sender = self.sender.lock().expect("writer lock").clone();
         sender
             .ok_or_else(|| "facet writer stopped".to_string())?
-            .send((records, reply))
+            .send((records, classified, reply))
             .map_err(|_| "facet writer stopped".to_string())?;
         answer
             .await
@@ -149,6 +168,7 @@ pub fn start(
     config: &Config,
     db: Arc<Database>,
     metrics: Arc<Metrics>,
+    classifier: Option<Classifier>,
 ) -> Result<(FacetSink, tokio::task::JoinHandle<()>), String> {
     let shared = Arc::new(Shared {
         specs: super::specs(&config.facets, &config.preprocess.preprocessor)?,
@@ -160,6 +180,7 @@ pub fn start(
         db,
         metrics: metrics.clone(),
         summary_max_chars: config.classify.summary_max_chars,
+        classifier,
     });
     let (sender, receiver) = mpsc::channel(QUEUE);
     let task = tokio::spawn(run(shared, receiver));
@@ -355,16 +376,28 @@ async fn process(
         })
         .collect();
     let stored = records.len() as u64;
+    let classified: Vec<Classification> = records
+        .iter()
+        .filter_map(|r| shared.classifier.as_ref()?.classify(r))
+        .collect();
     if let Some(ticket) = ticket {
         ticket.add(
             records
                 .iter()
                 .map(|r| attributes::facet_summary(r, shared.summary_max_chars)),
         );
+        ticket.add(classified.iter().flat_map(attributes::topic));
         // Released before the durable write: spans need the answer, not its fsync.
         drop(ticket);
     }
-    shared.writer.write(records).await?;
+    if let Some(classifier) = &shared.classifier {
+        classified.iter().for_each(|c| classifier.count(c));
+    }
+    let classified = classified
+        .iter()
+        .map(|c| crate::classify::stage::record(trace_id, c, time_ms))
+        .collect();
+    shared.writer.write(records, classified).await?;
     m.facet_records.inc_by(stored);
     count(m, if extraction.cached { "cached" } else { "ok" });
     Ok(())
