@@ -308,3 +308,41 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Metrics, ReasonLabel, TopicLabel};
+
+    /// The shipped alerting rules must only name series this build exports.
+    #[test]
+    fn the_example_alert_rules_use_existing_metrics() {
+        let rules = include_str!("../../packaging/prometheus/tracetopics-alerts.yaml");
+        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(rules).expect("valid YAML");
+        assert!(parsed["groups"].as_sequence().is_some_and(|g| !g.is_empty()));
+        // Labelled families only appear once they have a series.
+        let metrics = Metrics::new();
+        metrics.classified_traces.get_or_create(&TopicLabel {
+            facet: "task".into(),
+            topic_id: "1".into(),
+            topic: "Refunds".into(),
+        });
+        metrics
+            .enrichment_traces
+            .get_or_create(&ReasonLabel { reason: "timeout" });
+        let exported = metrics.encode();
+        let names = regex::Regex::new(r"tracetopics_[a-z_]+").unwrap();
+        let mut checked = 0;
+        for name in names.find_iter(rules).map(|m| m.as_str()) {
+            if name.starts_with("tracetopics_topic") || name == "tracetopics_pipeline" {
+                continue; // rule group names, not series
+            }
+            let family = name.trim_end_matches("_total");
+            assert!(
+                exported.contains(&format!("# TYPE {family} ")),
+                "{name} is not exported"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 4);
+    }
+}
