@@ -9,6 +9,7 @@ pub mod config;
 pub mod embed;
 pub mod export;
 pub mod facet;
+pub mod loadgen;
 pub mod model;
 pub mod otlp;
 pub mod pipeline;

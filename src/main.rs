@@ -50,6 +50,27 @@ enum Command {
         #[arg(long)]
         meta: bool,
     },
+    /// Send realistic support-agent traces (OTel GenAI conventions) over OTLP/gRPC, for demos
+    /// and load tests. The same seed always yields the same conversations.
+    Loadgen {
+        /// OTLP/gRPC endpoint to send to.
+        #[arg(long, default_value = "http://127.0.0.1:4317")]
+        endpoint: String,
+        /// Traces started per second (0 = as fast as possible).
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Traces to send.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Traces in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Share of off-topic traces (poems, trivia, …) that should classify as no_match.
+        #[arg(long, default_value_t = 0.0)]
+        ood_share: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +92,21 @@ fn main() -> ExitCode {
             preprocessor,
             meta,
         } => preprocess(config, trace, preprocessor, meta),
+        Command::Loadgen {
+            endpoint,
+            rate,
+            count,
+            concurrency,
+            ood_share,
+            seed,
+        } => loadgen(tracetopics::loadgen::LoadgenConfig {
+            endpoint,
+            rate_per_sec: rate,
+            count,
+            concurrency,
+            ood_share,
+            seed,
+        }),
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
@@ -170,6 +206,32 @@ fn preprocess(
         Err(Skipped::PluginFailed(error)) => {
             eprintln!("-- skipped: plugin `{name}` failed ({error}) and on_error is skip");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn loadgen(config: tracetopics::loadgen::LoadgenConfig) -> ExitCode {
+    if !(0.0..=1.0).contains(&config.ood_share) || !(config.rate_per_sec >= 0.0) {
+        eprintln!("--ood-share must be within 0..=1 and --rate must be ≥ 0");
+        return ExitCode::from(2);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    match runtime.block_on(tracetopics::loadgen::run(config)) {
+        Ok(report) => {
+            println!("{report}");
+            if report.failed_requests == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
