@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub topics: crate::topics::config::TopicsConfig,
+    #[serde(default)]
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub health_check: HealthCheckConfig,
@@ -246,6 +248,7 @@ impl Config {
         for (key, model) in [
             ("facets", &self.models.facets),
             ("embeddings", &self.models.embeddings),
+            ("naming", &self.models.naming),
         ] {
             if model.provider == Provider::Openai {
                 if let Err(e) = crate::model::OpenAiClient::new(model) {
@@ -331,6 +334,7 @@ impl Config {
             &self.telemetry.metrics.endpoint,
         ));
         listeners.push(("health_check.endpoint", &self.health_check.endpoint));
+        listeners.push(("topics.admin.endpoint", &self.topics.admin.endpoint));
         for (i, (path, endpoint)) in listeners.iter().enumerate() {
             if endpoint.port == 0 {
                 continue;
@@ -443,6 +447,12 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        problems.extend(
+            self.topics
+                .problems()
+                .into_iter()
+                .map(|(path, message)| problem(path, message)),
+        );
         if self.storage.path.as_os_str().is_empty() {
             problems.push(problem("storage.path", "must not be empty"));
         }
