@@ -44,6 +44,8 @@ pub struct BoundAddresses {
     pub http: Option<SocketAddr>,
     pub metrics: SocketAddr,
     pub health: SocketAddr,
+    /// The topics admin endpoint (only with the facet stages).
+    pub admin: Option<SocketAddr>,
 }
 
 pub struct RunningSidecar {
@@ -60,6 +62,7 @@ pub struct RunningSidecar {
     stage_threads: Vec<std::thread::JoinHandle<()>>,
     /// The facet stage; it finishes the traces it holds once preprocessing stops.
     facet_task: Option<JoinHandle<()>>,
+    topics: Option<crate::topics::TopicsHandle>,
     exporter: ExporterHandle,
     shutdown_timeout: Duration,
 }
@@ -134,6 +137,7 @@ impl Sidecar {
         };
         let metrics_listener = bind("metrics", &config.telemetry.metrics.endpoint).await?;
         let health_listener = bind("health check", &config.health_check.endpoint).await?;
+        let mut admin_listener = Some(bind("topics admin", &config.topics.admin.endpoint).await?);
         let client = OtlpClient::new(&config.exporters.otlp).map_err(StartError::Exporter)?;
         let (db, recovered) = store::open(&config.storage)?;
         if !recovered.pending.is_empty() || recovered.queued_items > 0 {
@@ -148,6 +152,7 @@ impl Sidecar {
         let metrics = Arc::new(Metrics::new());
         let db = Arc::new(db);
         let mut facet_task = None;
+        let (mut topics, mut admin_addr) = (None, None);
         let (hook, stage_threads): (Box<dyn TraceHook>, Vec<_>) = match stages {
             Stages::Hook(hook) => (hook, Vec::new()),
             Stages::Preprocess(_) | Stages::Facets => {
@@ -160,6 +165,18 @@ impl Sidecar {
                             crate::facet::stage::start(&config, db.clone(), metrics.clone())
                                 .map_err(StartError::Stage)?;
                         facet_task = Some(task);
+                        let handle = crate::topics::automation::start(
+                            &config,
+                            db.clone(),
+                            metrics.clone(),
+                            crate::topics::PublishedMaps::default(),
+                            Arc::new(crate::topics::NoBackfill),
+                        )
+                        .map_err(StartError::Stage)?;
+                        admin_addr = Some(
+                            handle.serve_admin(admin_listener.take().expect("bound"), &config),
+                        );
+                        topics = Some(handle);
                         (crate::facet::stage::preprocessors(&config), Box::new(sink))
                     }
                 };
@@ -269,6 +286,7 @@ impl Sidecar {
                 http: http_addr,
                 metrics: metrics_addr,
                 health: health_addr,
+                admin: admin_addr,
             },
             metrics,
             healthy,
@@ -280,6 +298,7 @@ impl Sidecar {
             engine_thread,
             stage_threads,
             facet_task,
+            topics,
             exporter,
             shutdown_timeout: config.service.shutdown_timeout.get(),
         })
@@ -296,6 +315,9 @@ impl RunningSidecar {
     pub async fn shutdown(self) -> ShutdownReport {
         tracing::info!("shutting down: receivers stop accepting, buffered traces are released");
         self.healthy.store(false, Ordering::Relaxed);
+        if let Some(topics) = &self.topics {
+            topics.shutdown().await;
+        }
         let _ = self.stop_receivers.send(true);
         for mut task in self.receivers {
             if tokio::time::timeout(RECEIVER_STOP_TIMEOUT, &mut task)

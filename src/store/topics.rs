@@ -212,6 +212,26 @@ pub fn next_topic_id(db: &Database, facet: &str) -> Result<u32, StoreError> {
     Ok(table.get(facet)?.map_or(0, |v| v.value()))
 }
 
+/// Facet records of `facet` stored at or after `since_ms`, counted from the time index alone
+/// (no record is decoded), so polling it is cheap.
+pub fn count_records(db: &Database, facet: &str, since_ms: u64) -> Result<usize, StoreError> {
+    let tx = db.begin_read()?;
+    let by_time = match tx.open_table(super::facets::FACETS_BY_TIME) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let mut count = 0;
+    for entry in by_time.range((since_ms, [].as_slice())..)? {
+        let (key, _) = entry?;
+        let (_, record_key) = key.value();
+        if record_key.get(16..) == Some(facet.as_bytes()) {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 /// The persisted automation state of `facet`; `None` if never stored or unreadable (an older
 /// or corrupt state restarts the state machine rather than failing the start).
 pub fn state<T: DeserializeOwned>(db: &Database, facet: &str) -> Result<Option<T>, StoreError> {

@@ -68,6 +68,13 @@ pub struct Metrics {
     pub facet_retry_queue: Gauge,
     pub storage_commit_failures: Counter,
     pub storage_commit_seconds: Counter<f64, AtomicU64>,
+    pub topic_map_version: Family<FacetLabel, Gauge>,
+    pub topic_map_topics: Family<FacetLabel, Gauge>,
+    pub topic_regeneration_seconds: Family<FacetLabel, Counter<f64, AtomicU64>>,
+    pub topic_regenerations: Family<FacetLabel, Counter>,
+    pub topic_regeneration_failures: Family<FacetLabel, Counter>,
+    pub topic_naming_failures: Family<FacetLabel, Counter>,
+    pub topic_backfill_failures: Family<FacetLabel, Counter>,
 }
 
 impl Metrics {
@@ -105,6 +112,13 @@ impl Metrics {
             facet_retry_queue: Gauge::default(),
             storage_commit_failures: Counter::default(),
             storage_commit_seconds: Counter::default(),
+            topic_map_version: Family::default(),
+            topic_map_topics: Family::default(),
+            topic_regeneration_seconds: Family::default(),
+            topic_regenerations: Family::default(),
+            topic_regeneration_failures: Family::default(),
+            topic_naming_failures: Family::default(),
+            topic_backfill_failures: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -254,6 +268,41 @@ impl Metrics {
             "tracetopics_storage_commit_seconds",
             "Time spent in durable redb commits",
             m.storage_commit_seconds.clone(),
+        );
+        r.register(
+            "tracetopics_topic_map_version",
+            "Version of the published topic map, by facet",
+            m.topic_map_version.clone(),
+        );
+        r.register(
+            "tracetopics_topic_map_topics",
+            "Topics in the published topic map, by facet",
+            m.topic_map_topics.clone(),
+        );
+        r.register(
+            "tracetopics_topic_regeneration_seconds",
+            "Time spent building topic maps (sampling, clustering, naming), by facet",
+            m.topic_regeneration_seconds.clone(),
+        );
+        r.register(
+            "tracetopics_topic_regenerations",
+            "Topic maps built and published, by facet",
+            m.topic_regenerations.clone(),
+        );
+        r.register(
+            "tracetopics_topic_regeneration_failures",
+            "Topic map regenerations that failed (too few summaries, clustering or storage errors), by facet",
+            m.topic_regeneration_failures.clone(),
+        );
+        r.register(
+            "tracetopics_topic_naming_failures",
+            "Topic naming calls that failed; the topics keep keyword names until a retry succeeds",
+            m.topic_naming_failures.clone(),
+        );
+        r.register(
+            "tracetopics_topic_backfill_failures",
+            "Backfills after a new map that failed and will be retried, by facet",
+            m.topic_backfill_failures.clone(),
         );
         Metrics { registry, ..m }
     }
