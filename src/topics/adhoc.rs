@@ -125,7 +125,7 @@ pub fn cluster(
     config: &Config,
     request: &ClusterRequest,
     now_ms: u64,
-    progress: &dyn Fn(Stage, f32),
+    progress: &dyn Fn(&str, f32),
 ) -> Result<(TopicMap, usize), String> {
     let clustering = plan(config, request)?;
     let embedding_model = crate::embed::Embedder::new(&config.models.embeddings)?.model_id();
@@ -138,6 +138,7 @@ pub fn cluster(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     };
+    progress("reading summaries", 0.0);
     let sample = load_sample(
         db,
         &request.facet,
@@ -155,7 +156,10 @@ pub fn cluster(
             humantime::format_duration(request.since.get())
         ));
     }
-    let (topics, _, noise_share) = cluster_sample(&sample, &clustering, &config.topics, progress)
+    let (topics, _, noise_share) =
+        cluster_sample(&sample, &clustering, &config.topics, &|stage, done| {
+            progress(stage_name(stage), done)
+        })
         .map_err(|e| e.to_string())?;
     let map = TopicMap {
         facet: request.facet.clone(),
@@ -171,6 +175,20 @@ pub fn cluster(
         changes: None,
     };
     Ok((map, sample.available))
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Validate => "checking vectors",
+        Stage::Knn => "neighbour graph",
+        Stage::Graph => "fuzzy graph",
+        Stage::Layout => "UMAP layout",
+        Stage::Pca => "PCA",
+        Stage::Cluster => "clustering",
+        Stage::Summaries => "cluster summaries",
+        Stage::Keywords => "keywords",
+        Stage::Layout2d => "2-D layout",
+    }
 }
 
 /// Names the ad-hoc topics with `models.naming` (keyword names if it fails).

@@ -82,6 +82,20 @@ pub(super) async fn on_thread<T: Send + 'static>(
     rx.await.map_err(|_| format!("{name} panicked"))
 }
 
+/// The facets that get topic maps: the built-in ones, then the enabled custom ones.
+pub fn configured_facets(config: &Config) -> Vec<String> {
+    let mut facets: Vec<String> = config.facets.builtin.clone();
+    facets.extend(
+        config
+            .facets
+            .custom
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.name.clone()),
+    );
+    facets
+}
+
 /// The state machine of every facet (no task of its own: the worker drives it).
 pub struct Automation {
     db: Arc<Database>,
@@ -102,19 +116,10 @@ impl Automation {
         published: PublishedMaps,
         backfill: Arc<dyn Backfill>,
     ) -> Result<Self, String> {
-        let mut facets: Vec<String> = config.facets.builtin.clone();
-        facets.extend(
-            config
-                .facets
-                .custom
-                .iter()
-                .filter(|c| c.enabled)
-                .map(|c| c.name.clone()),
-        );
         Ok(Automation {
             db,
             config: config.topics.clone(),
-            facets,
+            facets: configured_facets(config),
             embedding_model: crate::embed::Embedder::new(&config.models.embeddings)?.model_id(),
             namer: Namer::new(&config.models.naming)?,
             published,

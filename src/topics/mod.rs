@@ -4,6 +4,7 @@
 pub mod adhoc;
 pub mod admin;
 pub mod automation;
+pub mod cli;
 pub mod config;
 pub mod map;
 pub mod naming;
