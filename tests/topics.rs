@@ -164,6 +164,7 @@ async fn facets_become_a_published_map_then_backfill_then_idle_and_survive_resta
     let states = handle.check_now().await.unwrap();
     assert_eq!(state_of(&states, "task").phase, Phase::Idle);
     assert_eq!(*backfill.versions.lock().unwrap(), vec![1, 1]);
+    assert_eq!(state_of(&states, "task").last_error, None);
     // Idle and not due: a check does nothing.
     handle.check_now().await.unwrap();
     assert_eq!(published.get("task").unwrap().version, 1);
@@ -410,5 +411,30 @@ async fn the_admin_endpoint_shows_regenerates_and_clusters_ad_hoc() {
     let (status, error) = http(Method::POST, format!("{base}/cluster"), Some(bad)).await;
     assert_eq!(status, 400);
     assert!(error["error"].as_str().unwrap().contains("colour"));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_demand_rebuild_is_not_blocked_by_a_failing_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = open_db(&config);
+    store_records(&db, &config, N);
+    let backfill = Arc::new(RecordingBackfill {
+        fail_first: AtomicUsize::new(usize::MAX),
+        ..Default::default()
+    });
+    let (handle, published, _) = start(&config, &db, backfill.clone());
+    let task = state_of(&handle.check_now().await.unwrap(), "task");
+    assert_eq!(task.phase, Phase::Backfill);
+    // Still failing: the check retries the backfill and stays.
+    let task = state_of(&handle.check_now().await.unwrap(), "task");
+    assert_eq!(task.phase, Phase::Backfill);
+    let map = handle.regenerate("task").await.unwrap();
+    assert_eq!(map.version, 2);
+    assert_eq!(published.get("task").unwrap().version, 2);
+    // Each map got its backfill attempt (1, 1 again, then 2).
+    assert_eq!(*backfill.versions.lock().unwrap(), vec![1, 1, 2]);
+    assert_eq!(handle.state("task").phase, Phase::Backfill);
     handle.shutdown().await;
 }

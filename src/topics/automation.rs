@@ -207,6 +207,8 @@ impl Automation {
                 }
                 // Already tried in this call; the failure set a later due time.
                 Phase::RecomputingTopicMaps => None,
+                // A forced rebuild supersedes a pending backfill: the new map gets its own.
+                Phase::Backfill if force => Some(Phase::RecomputingTopicMaps),
                 Phase::Backfill => self.run_backfill(facet, &mut state).await,
                 Phase::Idle => {
                     self.retry_names_if_due(facet, &mut state, false).await;
