@@ -210,7 +210,7 @@ assembler:\n  idle_wait: 2s\n\
 exporters:\n  otlp:\n    endpoint: {sink_addr}\n\
 storage:\n  path: {}\n\
 telemetry:\n  metrics:\n    endpoint: 127.0.0.1:0\n  logs:\n    level: warn,tracetopics::app=info\n\
-health_check:\n  endpoint: 127.0.0.1:0\n",
+health_check:\n  endpoint: 127.0.0.1:0\ntopics:\n  admin:\n    endpoint: 127.0.0.1:0\n",
             dir.path().join("bench.redb").display()
         ),
     )

@@ -2,7 +2,7 @@
 //! accepting, release every buffered trace, and drain the queue until the deadline.
 
 use crate::assemble::Assembler;
-use crate::classify::stage::Classifier;
+use crate::classify::stage::{Classifier, StoredBackfill};
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
@@ -46,6 +46,8 @@ pub struct BoundAddresses {
     pub http: Option<SocketAddr>,
     pub metrics: SocketAddr,
     pub health: SocketAddr,
+    /// The topics admin endpoint (only with the facet stages).
+    pub admin: Option<SocketAddr>,
 }
 
 pub struct RunningSidecar {
@@ -62,6 +64,7 @@ pub struct RunningSidecar {
     stage_threads: Vec<std::thread::JoinHandle<()>>,
     /// The facet stage; it finishes the traces it holds once preprocessing stops.
     facet_task: Option<JoinHandle<()>>,
+    topics: Option<crate::topics::TopicsHandle>,
     exporter: ExporterHandle,
     shutdown_timeout: Duration,
 }
@@ -136,6 +139,7 @@ impl Sidecar {
         };
         let metrics_listener = bind("metrics", &config.telemetry.metrics.endpoint).await?;
         let health_listener = bind("health check", &config.health_check.endpoint).await?;
+        let mut admin_listener = Some(bind("topics admin", &config.topics.admin.endpoint).await?);
         let client = OtlpClient::new(&config.exporters.otlp).map_err(StartError::Exporter)?;
         let (db, recovered) = store::open(&config.storage)?;
         if !recovered.pending.is_empty() || recovered.queued_items > 0 {
@@ -168,6 +172,9 @@ impl Sidecar {
             }
             _ => None,
         };
+        let (mut topics, mut admin_addr) = (None, None);
+        // The backfill emits log records through the engine, which starts after the stages.
+        let engine_cell: Arc<std::sync::OnceLock<EngineHandle>> = Arc::default();
         let (hook, stage_threads): (Box<dyn TraceHook>, Vec<_>) = match stages {
             Stages::Hook(hook) => (hook, Vec::new()),
             Stages::Preprocess(_) | Stages::Facets => {
@@ -185,6 +192,24 @@ impl Sidecar {
                         )
                         .map_err(StartError::Stage)?;
                         facet_task = Some(task);
+                        let handle = crate::topics::automation::start(
+                            &config,
+                            db.clone(),
+                            metrics.clone(),
+                            maps.clone(),
+                            Arc::new(StoredBackfill {
+                                db: db.clone(),
+                                window: config.classify.backfill_window.get(),
+                                emit: config.classify.emit_reclassified.then(|| {
+                                    (engine_cell.clone(), tokio::runtime::Handle::current())
+                                }),
+                            }),
+                        )
+                        .map_err(StartError::Stage)?;
+                        admin_addr = Some(
+                            handle.serve_admin(admin_listener.take().expect("bound"), &config),
+                        );
+                        topics = Some(handle);
                         (crate::facet::stage::preprocessors(&config), Box::new(sink))
                     }
                 };
@@ -207,6 +232,7 @@ impl Sidecar {
             enrichment,
             metrics.clone(),
         );
+        let _ = engine_cell.set(engine.clone());
         let exporter = Exporter::new(
             db,
             client,
@@ -295,6 +321,7 @@ impl Sidecar {
                 http: http_addr,
                 metrics: metrics_addr,
                 health: health_addr,
+                admin: admin_addr,
             },
             metrics,
             healthy,
@@ -306,6 +333,7 @@ impl Sidecar {
             engine_thread,
             stage_threads,
             facet_task,
+            topics,
             exporter,
             shutdown_timeout: config.service.shutdown_timeout.get(),
         })
@@ -322,6 +350,9 @@ impl RunningSidecar {
     pub async fn shutdown(self) -> ShutdownReport {
         tracing::info!("shutting down: receivers stop accepting, buffered traces are released");
         self.healthy.store(false, Ordering::Relaxed);
+        if let Some(topics) = &self.topics {
+            topics.shutdown().await;
+        }
         let _ = self.stop_receivers.send(true);
         for mut task in self.receivers {
             if tokio::time::timeout(RECEIVER_STOP_TIMEOUT, &mut task)

@@ -71,6 +71,58 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Topic maps: show them or rebuild one now (through the running sidecar).
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Cluster a filtered subset of the stored summaries now and print the topics, ranked by
+    /// share. Nothing is saved: the automatic maps stay as they are. Asks the running sidecar,
+    /// or opens the storage file itself when none runs.
+    Cluster {
+        /// The facet whose summaries are clustered (`task`, `issues`, a custom facet…).
+        #[arg(long)]
+        facet: String,
+        /// Summaries of this last period.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Keep only traces whose FIELD equals VALUE (service_name, root_span_name, user_id,
+        /// session_id); repeat to combine.
+        #[arg(long = "filter", value_name = "FIELD=VALUE")]
+        filters: Vec<String>,
+        /// hdbscan, kmeans or agglomerative (default: `topics.clustering`).
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// Number of clusters for kmeans / agglomerative (alone, it implies kmeans).
+        #[arg(long)]
+        k: Option<usize>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file (storage path, admin endpoint, models); defaults without one.
+        #[arg(short, long, value_name = "FILE", env = "TRACETOPICS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Print the current topic map of every facet (or one) and the automation state.
+    Show {
+        #[arg(long)]
+        facet: Option<String>,
+        /// Configuration file (storage path, admin endpoint, models); defaults without one.
+        #[arg(short, long, value_name = "FILE", env = "TRACETOPICS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Rebuild a facet's map now in the running sidecar, and print it.
+    Regenerate {
+        #[arg(long)]
+        facet: String,
+        /// Configuration file (storage path, admin endpoint, models); defaults without one.
+        #[arg(short, long, value_name = "FILE", env = "TRACETOPICS_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +159,46 @@ fn main() -> ExitCode {
             ood_share,
             seed,
         }),
+        Command::Topics { command } => {
+            let (config, result) = match command {
+                TopicsCommand::Show { facet, config } => (config, TopicsAction::Show(facet)),
+                TopicsCommand::Regenerate { facet, config } => {
+                    (config, TopicsAction::Regenerate(facet))
+                }
+            };
+            let Some(config) = load_or_default(config) else {
+                return ExitCode::FAILURE;
+            };
+            print_result(match result {
+                TopicsAction::Show(facet) => {
+                    tracetopics::topics::cli::show(&config, facet.as_deref())
+                }
+                TopicsAction::Regenerate(facet) => {
+                    tracetopics::topics::cli::regenerate(&config, &facet)
+                }
+            })
+        }
+        Command::Cluster {
+            facet,
+            since,
+            filters,
+            algorithm,
+            k,
+            json,
+            config,
+        } => {
+            let Some(config) = load_or_default(config) else {
+                return ExitCode::FAILURE;
+            };
+            let request = match cluster_request(facet, &since, &filters, algorithm, k) {
+                Ok(request) => request,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            print_result(tracetopics::topics::cli::cluster(&config, &request, json))
+        }
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
                 Ok(config) => config,
@@ -126,6 +218,66 @@ fn main() -> ExitCode {
             runtime.block_on(run(config))
         }
     }
+}
+
+enum TopicsAction {
+    Show(Option<String>),
+    Regenerate(String),
+}
+
+/// The config file, or the defaults without one; `None` (reported) when it is invalid.
+fn load_or_default(path: Option<PathBuf>) -> Option<Config> {
+    match path {
+        Some(path) => match Config::load(&path) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprint!("{}: {e}", path.display());
+                None
+            }
+        },
+        None => Some(Config::default()),
+    }
+}
+
+fn print_result(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cluster_request(
+    facet: String,
+    since: &str,
+    filters: &[String],
+    algorithm: Option<String>,
+    k: Option<usize>,
+) -> Result<tracetopics::topics::adhoc::ClusterRequest, String> {
+    let since = humantime::parse_duration(since)
+        .map_err(|e| format!("--since `{since}`: {e} (write e.g. 24h or 7d)"))?;
+    let mut request = tracetopics::topics::adhoc::ClusterRequest {
+        facet,
+        since: tracetopics::config::types::HumanDuration(since),
+        algorithm,
+        k,
+        ..Default::default()
+    };
+    for filter in filters {
+        let (key, value) = filter
+            .split_once('=')
+            .ok_or_else(|| format!("--filter `{filter}`: write FIELD=VALUE"))?;
+        request.filters.insert(key.trim().into(), value.into());
+    }
+    Ok(request)
 }
 
 fn preprocess(

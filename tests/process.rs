@@ -28,7 +28,7 @@ assembler:\n  idle_wait: {idle_wait}\n\
 exporters:\n  otlp:\n    endpoint: ${{env:SINK}}\n    retry_on_failure:\n      initial_interval: 20ms\n      max_interval: 100ms\n    batch:\n      timeout: 10ms\n\
 storage:\n  path: {}\n\
 telemetry:\n  metrics:\n    endpoint: 127.0.0.1:0\n\
-health_check:\n  endpoint: 127.0.0.1:0\n",
+health_check:\n  endpoint: 127.0.0.1:0\ntopics:\n  admin:\n    endpoint: 127.0.0.1:0\n",
             dir.join("data/tracetopics.redb").display()
         ),
     )

@@ -39,6 +39,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub topics: crate::topics::config::TopicsConfig,
+    #[serde(default)]
     pub telemetry: TelemetryConfig,
     #[serde(default)]
     pub health_check: HealthCheckConfig,
@@ -249,6 +251,7 @@ impl Config {
         for (key, model) in [
             ("facets", &self.models.facets),
             ("embeddings", &self.models.embeddings),
+            ("naming", &self.models.naming),
         ] {
             if model.provider == Provider::Openai {
                 if let Err(e) = crate::model::OpenAiClient::new(model) {
@@ -334,6 +337,7 @@ impl Config {
             &self.telemetry.metrics.endpoint,
         ));
         listeners.push(("health_check.endpoint", &self.health_check.endpoint));
+        listeners.push(("topics.admin.endpoint", &self.topics.admin.endpoint));
         for (i, (path, endpoint)) in listeners.iter().enumerate() {
             if endpoint.port == 0 {
                 continue;
@@ -446,6 +450,12 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        problems.extend(
+            self.topics
+                .problems()
+                .into_iter()
+                .map(|(path, message)| problem(path, message)),
+        );
         if self.storage.path.as_os_str().is_empty() {
             problems.push(problem("storage.path", "must not be empty"));
         }

@@ -271,3 +271,26 @@ fn facet_and_model_mistakes_are_listed_with_their_paths() {
         ]
     );
 }
+
+#[test]
+fn topics_settings_are_checked_with_their_paths() {
+    let text = "topics:\n  history: 0\n  distance_threshold: 3\n  regenerate_every: 1s\n  naming:\n    batch_size: 0\n  admin:\n    endpoint: localhost:13133\n  clustering:\n    sample_size: 1\nmodels:\n  naming:\n    provider: openai\n";
+    let paths = paths(text);
+    assert_eq!(
+        paths,
+        vec![
+            "topics.admin.endpoint",
+            "topics.clustering",
+            "topics.regenerate_every",
+            "topics.history",
+            "topics.distance_threshold",
+            "topics.naming.batch_size",
+            "models.naming",
+        ]
+    );
+    let config = Config::parse("topics:\n  window: 1d\n  min_traces: 5\n", no_env).unwrap();
+    assert_eq!(config.topics.window.get(), Duration::from_secs(86_400));
+    assert_eq!(config.topics.min_traces, 5);
+    assert_eq!(config.topics.history, 10);
+    assert_eq!(config.topics.admin.endpoint.address(), "localhost:13134");
+}

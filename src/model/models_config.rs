@@ -12,4 +12,7 @@ pub struct ModelsConfig {
     /// The embedding model for facet summaries.
     #[serde(default)]
     pub embeddings: ModelConfig,
+    /// The chat model that names topics (one call per batch of topics, at each regeneration).
+    #[serde(default)]
+    pub naming: ModelConfig,
 }

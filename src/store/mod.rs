@@ -6,6 +6,7 @@ pub mod classifications;
 pub mod config;
 pub mod facet_retry;
 pub mod facets;
+pub mod topics;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -14,8 +15,9 @@ pub use config::StorageConfig;
 
 /// Bumped whenever a table's layout changes. A file from a newer build is refused, never guessed.
 /// Version 2 tagged every record with its signal (spans or log records); version 3 added the
-/// facet tables (`facets.rs`).
-pub const SCHEMA_VERSION: u64 = 3;
+/// facet tables (`facets.rs`); version 4 added topic maps and automation state (`topics.rs`).
+/// Older files just get the new tables.
+pub const SCHEMA_VERSION: u64 = 4;
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// key: sequence number; value: trace id (16 bytes) · signal (u8) · item count (u32 LE) ·
@@ -134,7 +136,7 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
                     found,
                 });
             }
-            Some(found @ (1 | 2)) => {
+            Some(found @ (1..=3)) => {
                 if found == 1 {
                     migrate_v1(&tx)?;
                 }
@@ -150,6 +152,7 @@ fn check_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         tx.open_table(QUEUE)?;
         tx.open_table(facets::FACETS)?;
         tx.open_table(facets::FACETS_BY_TIME)?;
+        topics::create_tables(&tx)?;
     }
     tx.commit()?;
     Ok(())

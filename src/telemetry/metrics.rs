@@ -81,6 +81,13 @@ pub struct Metrics {
     pub classified_traces: Family<TopicLabel, Counter>,
     pub storage_commit_failures: Counter,
     pub storage_commit_seconds: Counter<f64, AtomicU64>,
+    pub topic_map_version: Family<FacetLabel, Gauge>,
+    pub topic_map_topics: Family<FacetLabel, Gauge>,
+    pub topic_regeneration_seconds: Family<FacetLabel, Counter<f64, AtomicU64>>,
+    pub topic_regenerations: Family<FacetLabel, Counter>,
+    pub topic_regeneration_failures: Family<FacetLabel, Counter>,
+    pub topic_naming_failures: Family<FacetLabel, Counter>,
+    pub topic_backfill_failures: Family<FacetLabel, Counter>,
 }
 
 impl Metrics {
@@ -122,6 +129,13 @@ impl Metrics {
             classified_traces: Family::default(),
             storage_commit_failures: Counter::default(),
             storage_commit_seconds: Counter::default(),
+            topic_map_version: Family::default(),
+            topic_map_topics: Family::default(),
+            topic_regeneration_seconds: Family::default(),
+            topic_regenerations: Family::default(),
+            topic_regeneration_failures: Family::default(),
+            topic_naming_failures: Family::default(),
+            topic_backfill_failures: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -292,6 +306,41 @@ impl Metrics {
             "Time spent in durable redb commits",
             m.storage_commit_seconds.clone(),
         );
+        r.register(
+            "tracetopics_topic_map_version",
+            "Version of the published topic map, by facet",
+            m.topic_map_version.clone(),
+        );
+        r.register(
+            "tracetopics_topic_map_topics",
+            "Topics in the published topic map, by facet",
+            m.topic_map_topics.clone(),
+        );
+        r.register(
+            "tracetopics_topic_regeneration_seconds",
+            "Time spent building topic maps (sampling, clustering, naming), by facet",
+            m.topic_regeneration_seconds.clone(),
+        );
+        r.register(
+            "tracetopics_topic_regenerations",
+            "Topic maps built and published, by facet",
+            m.topic_regenerations.clone(),
+        );
+        r.register(
+            "tracetopics_topic_regeneration_failures",
+            "Topic map regenerations that failed (too few summaries, clustering or storage errors), by facet",
+            m.topic_regeneration_failures.clone(),
+        );
+        r.register(
+            "tracetopics_topic_naming_failures",
+            "Topic naming calls that failed; the topics keep keyword names until a retry succeeds",
+            m.topic_naming_failures.clone(),
+        );
+        r.register(
+            "tracetopics_topic_backfill_failures",
+            "Backfills after a new map that failed and will be retried, by facet",
+            m.topic_backfill_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -318,7 +367,11 @@ mod tests {
     fn the_example_alert_rules_use_existing_metrics() {
         let rules = include_str!("../../packaging/prometheus/tracetopics-alerts.yaml");
         let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(rules).expect("valid YAML");
-        assert!(parsed["groups"].as_sequence().is_some_and(|g| !g.is_empty()));
+        assert!(
+            parsed["groups"]
+                .as_sequence()
+                .is_some_and(|g| !g.is_empty())
+        );
         // Labelled families only appear once they have a series.
         let metrics = Metrics::new();
         metrics.classified_traces.get_or_create(&TopicLabel {

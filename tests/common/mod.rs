@@ -345,7 +345,7 @@ assembler:\n  idle_wait: 200ms\n\
 exporters:\n  otlp:\n    endpoint: {sink}\n    retry_on_failure:\n      initial_interval: 20ms\n      max_interval: 100ms\n    batch:\n      timeout: 20ms\n\
 storage:\n  path: {}\n\
 telemetry:\n  metrics:\n    endpoint: 127.0.0.1:0\n\
-health_check:\n  endpoint: 127.0.0.1:0\n\
+health_check:\n  endpoint: 127.0.0.1:0\ntopics:\n  admin:\n    endpoint: 127.0.0.1:0\n\
 service:\n  shutdown_timeout: 5s\n",
         dir.join("tracetopics.redb").display()
     );

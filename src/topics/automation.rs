@@ -1,0 +1,598 @@
+//! The per-facet state machine that keeps topic maps current, persisted in redb so a restart
+//! continues where the last run stopped:
+//!
+//! `waiting_for_facets` → (enough traces faceted) → `recomputing_topic_maps` → (map named, stored,
+//! published) → `backfill` → (the `Backfill` hook succeeded) → `idle` → (every
+//! `regenerate_every`, or on demand) → `recomputing_topic_maps` …
+//!
+//! One worker task handles every facet in turn, at most one regeneration at a time; clustering
+//! runs on its own thread so the async runtime stays responsive. A state left in
+//! `recomputing_topic_maps` by a crash simply recomputes on the next start.
+
+use super::config::TopicsConfig;
+use super::naming::{Namer, name_topics};
+use super::regenerate::{RegenerateError, regenerate};
+use super::{Backfill, PublishedMaps, TopicMap};
+use crate::config::Config;
+use crate::store::topics as topic_store;
+use crate::telemetry::metrics::{FacetLabel, Metrics};
+use redb::Database;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How often the worker checks whether a facet has become ready or a map is due. A check only
+/// counts keys of the time index.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// After a failed regeneration (or too few distinct summaries), wait this long before trying
+/// again (or `regenerate_every`, if shorter).
+pub const FAILURE_RETRY: Duration = Duration::from_secs(600);
+/// Topics left with keyword names after a failed naming call are named again this much later.
+pub const NAMING_RETRY: Duration = Duration::from_secs(900);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    WaitingForFacets,
+    RecomputingTopicMaps,
+    Backfill,
+    Idle,
+}
+
+/// What is persisted per facet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FacetState {
+    pub phase: Phase,
+    /// The version of the newest published map.
+    pub map_version: Option<u64>,
+    /// When the next regeneration is due (unix ms; 0 = as soon as the facet is ready).
+    pub due_ms: u64,
+    /// Set while some topics carry keyword names: when to ask the naming model again.
+    pub naming_retry_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Runs `f` on a fresh thread and awaits it: a panic becomes an error, and a shutdown does not
+/// wait for a long clustering run (its state stays `recomputing` and restarts next time).
+pub(super) async fn on_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    rx.await.map_err(|_| format!("{name} panicked"))
+}
+
+/// The facets that get topic maps: the built-in ones, then the enabled custom ones.
+pub fn configured_facets(config: &Config) -> Vec<String> {
+    let mut facets: Vec<String> = config.facets.builtin.clone();
+    facets.extend(
+        config
+            .facets
+            .custom
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.name.clone()),
+    );
+    facets
+}
+
+/// The state machine of every facet (no task of its own: the worker drives it).
+pub struct Automation {
+    db: Arc<Database>,
+    config: TopicsConfig,
+    facets: Vec<String>,
+    embedding_model: String,
+    namer: Namer,
+    published: PublishedMaps,
+    backfill: Arc<dyn Backfill>,
+    metrics: Arc<Metrics>,
+}
+
+impl Automation {
+    pub fn new(
+        config: &Config,
+        db: Arc<Database>,
+        metrics: Arc<Metrics>,
+        published: PublishedMaps,
+        backfill: Arc<dyn Backfill>,
+    ) -> Result<Self, String> {
+        Ok(Automation {
+            db,
+            config: config.topics.clone(),
+            facets: configured_facets(config),
+            embedding_model: crate::embed::Embedder::new(&config.models.embeddings)?.model_id(),
+            namer: Namer::new(&config.models.naming)?,
+            published,
+            backfill,
+            metrics,
+        })
+    }
+
+    pub fn facets(&self) -> &[String] {
+        &self.facets
+    }
+
+    pub fn published(&self) -> &PublishedMaps {
+        &self.published
+    }
+
+    /// Publishes the newest stored map of every facet; returns how many.
+    pub fn load_published(&self) -> Result<usize, String> {
+        let maps = topic_store::latest_all(&self.db).map_err(|e| e.to_string())?;
+        let count = maps.len();
+        for map in maps {
+            self.publish(Arc::new(map));
+        }
+        Ok(count)
+    }
+
+    fn publish(&self, map: Arc<TopicMap>) {
+        let label = FacetLabel {
+            facet: map.facet.clone(),
+        };
+        self.metrics
+            .topic_map_version
+            .get_or_create(&label)
+            .set(map.version as i64);
+        self.metrics
+            .topic_map_topics
+            .get_or_create(&label)
+            .set(map.topics.len() as i64);
+        self.published.publish(map);
+    }
+
+    fn label(facet: &str) -> FacetLabel {
+        FacetLabel {
+            facet: facet.into(),
+        }
+    }
+
+    /// The persisted state of `facet` (the initial state if none was stored).
+    pub fn state(&self, facet: &str) -> FacetState {
+        topic_store::state(&self.db, facet)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn save(&self, facet: &str, state: &FacetState) {
+        if let Err(e) = topic_store::put_state(&self.db, facet, state) {
+            tracing::warn!(facet, error = %e, "cannot persist the topic automation state");
+        }
+    }
+
+    /// Advances `facet` through every phase that is due now (`force`: regenerate now whatever
+    /// the schedule and counts say). Returns the new state and, when a map was built, the map or
+    /// why it failed.
+    pub async fn advance(
+        &self,
+        facet: &str,
+        force: bool,
+    ) -> (FacetState, Option<Result<Arc<TopicMap>, String>>) {
+        let mut state = self.state(facet);
+        let mut force = force;
+        let mut built = None;
+        loop {
+            let now = now_ms();
+            let next = match state.phase {
+                Phase::WaitingForFacets => (force
+                    || (now >= state.due_ms && self.ready(facet).await))
+                    .then_some(Phase::RecomputingTopicMaps),
+                // Also where a crash mid-generation resumes.
+                Phase::RecomputingTopicMaps if built.is_none() => {
+                    force = false;
+                    built = Some(self.recompute(facet, &mut state).await);
+                    self.save(facet, &state);
+                    continue;
+                }
+                // Already tried in this call; the failure set a later due time.
+                Phase::RecomputingTopicMaps => None,
+                // A forced rebuild supersedes a pending backfill: the new map gets its own.
+                Phase::Backfill if force => Some(Phase::RecomputingTopicMaps),
+                Phase::Backfill => self.run_backfill(facet, &mut state).await,
+                Phase::Idle => {
+                    self.retry_names_if_due(facet, &mut state, false).await;
+                    (force || now >= state.due_ms).then_some(Phase::RecomputingTopicMaps)
+                }
+            };
+            match next {
+                Some(phase) => {
+                    state.phase = phase;
+                    self.save(facet, &state);
+                }
+                None => {
+                    self.save(facet, &state);
+                    return (state, built);
+                }
+            }
+        }
+    }
+
+    /// Enough traces faceted in the window for a first map.
+    async fn ready(&self, facet: &str) -> bool {
+        let since = now_ms().saturating_sub(ms(self.config.window.get()));
+        let (db, name) = (self.db.clone(), facet.to_string());
+        match tokio::task::spawn_blocking(move || topic_store::count_records(&db, &name, since))
+            .await
+        {
+            Ok(Ok(count)) => count >= self.config.min_traces,
+            Ok(Err(e)) => {
+                tracing::warn!(facet, error = %e, "cannot count facet records");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Builds, names, stores and publishes the next map; on failure the previous map stays.
+    async fn recompute(
+        &self,
+        facet: &str,
+        state: &mut FacetState,
+    ) -> Result<Arc<TopicMap>, String> {
+        let started = Instant::now();
+        let now = now_ms();
+        let (db, name, config, model) = (
+            self.db.clone(),
+            facet.to_string(),
+            self.config.clone(),
+            self.embedding_model.clone(),
+        );
+        tracing::info!(facet, "building topic map");
+        let result = on_thread("topic-map", move || {
+            regenerate(&db, &name, &config, &model, now, &|_, _| {})
+        })
+        .await;
+        let outcome = match result {
+            Ok(Ok(mut regenerated)) => {
+                let report =
+                    name_topics(&self.namer, &mut regenerated.map, &self.config.naming, None).await;
+                if report.error.is_some() {
+                    self.metrics
+                        .topic_naming_failures
+                        .get_or_create(&Self::label(facet))
+                        .inc();
+                }
+                let map = Arc::new(regenerated.map);
+                let (db, stored, members, history) = (
+                    self.db.clone(),
+                    map.clone(),
+                    regenerated.members,
+                    self.config.history,
+                );
+                match tokio::task::spawn_blocking(move || {
+                    topic_store::put_map(&db, &stored, &members, history)
+                })
+                .await
+                {
+                    Ok(Ok(())) => Ok(map),
+                    Ok(Err(e)) => Err(format!("cannot store the map: {e}")),
+                    Err(e) => Err(format!("storing the map failed: {e}")),
+                }
+            }
+            Ok(Err(e @ RegenerateError::TooFewFacets { .. })) => Err(format!("not yet: {e}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .topic_regeneration_seconds
+            .get_or_create(&Self::label(facet))
+            .inc_by(seconds);
+        let retry = ms(FAILURE_RETRY.min(self.config.regenerate_every.get()));
+        match &outcome {
+            Ok(map) => {
+                self.publish(map.clone());
+                self.metrics
+                    .topic_regenerations
+                    .get_or_create(&Self::label(facet))
+                    .inc();
+                let unnamed = map.topics.iter().any(|t| !t.named);
+                tracing::info!(
+                    facet,
+                    version = map.version,
+                    topics = map.topics.len(),
+                    noise_share = map.noise_share,
+                    unnamed,
+                    seconds,
+                    "topic map published"
+                );
+                *state = FacetState {
+                    phase: Phase::Backfill,
+                    map_version: Some(map.version),
+                    due_ms: now + ms(self.config.regenerate_every.get()),
+                    naming_retry_ms: unnamed.then(|| now + ms(NAMING_RETRY)),
+                    last_error: None,
+                };
+            }
+            Err(message) => {
+                if !message.starts_with("not yet") {
+                    self.metrics
+                        .topic_regeneration_failures
+                        .get_or_create(&Self::label(facet))
+                        .inc();
+                    tracing::warn!(facet, error = %message, "topic map regeneration failed; the previous map stays");
+                } else {
+                    tracing::info!(facet, reason = %message, "no topic map yet");
+                }
+                state.phase = if state.map_version.is_some() {
+                    Phase::Idle
+                } else {
+                    Phase::WaitingForFacets
+                };
+                state.due_ms = now + retry;
+                state.last_error = Some(message.clone());
+            }
+        }
+        outcome
+    }
+
+    /// Runs the backfill hook against the published map; `Some(Idle)` when it succeeded.
+    async fn run_backfill(&self, facet: &str, state: &mut FacetState) -> Option<Phase> {
+        let Some(map) = self.published.get(facet) else {
+            // Nothing published (the map vanished): nothing to backfill against.
+            return Some(Phase::Idle);
+        };
+        let backfill = self.backfill.clone();
+        let result = on_thread("topic-backfill", move || backfill.backfill(&map))
+            .await
+            .and_then(|r| r);
+        match result {
+            Ok(changed) => {
+                tracing::info!(facet, changed, "backfill done");
+                state.last_error = None;
+                Some(Phase::Idle)
+            }
+            Err(e) => {
+                self.metrics
+                    .topic_backfill_failures
+                    .get_or_create(&Self::label(facet))
+                    .inc();
+                tracing::warn!(facet, error = %e, "backfill failed; retried at the next check");
+                state.last_error = Some(format!("backfill: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Asks the naming model again for topics that still carry keyword names (when the retry is
+    /// due, or `force`); a success is stored over the same map version and published.
+    pub async fn retry_names_if_due(&self, facet: &str, state: &mut FacetState, force: bool) {
+        let now = now_ms();
+        match state.naming_retry_ms {
+            Some(at) if force || now >= at => {}
+            _ => return,
+        }
+        let Some(current) = self.published.get(facet) else {
+            state.naming_retry_ms = None;
+            return;
+        };
+        let unnamed: HashSet<u32> = current
+            .topics
+            .iter()
+            .filter(|t| !t.named)
+            .map(|t| t.id)
+            .collect();
+        if unnamed.is_empty() {
+            state.naming_retry_ms = None;
+            return;
+        }
+        let mut map = (*current).clone();
+        let report = name_topics(&self.namer, &mut map, &self.config.naming, Some(&unnamed)).await;
+        if report.error.is_some() {
+            self.metrics
+                .topic_naming_failures
+                .get_or_create(&Self::label(facet))
+                .inc();
+        }
+        if report.named > 0 {
+            let members = topic_store::members(&self.db, facet, map.version).unwrap_or_default();
+            match topic_store::put_map(&self.db, &map, &members, self.config.history) {
+                Ok(()) => self.publish(Arc::new(map.clone())),
+                Err(e) => tracing::warn!(facet, error = %e, "cannot store renamed topics"),
+            }
+        }
+        let still_unnamed = map.topics.iter().any(|t| !t.named);
+        state.naming_retry_ms = still_unnamed.then(|| now + ms(NAMING_RETRY));
+    }
+}
+
+enum Request {
+    Regenerate(String, oneshot::Sender<Result<Arc<TopicMap>, String>>),
+    RetryNames(String, oneshot::Sender<FacetState>),
+    Check(oneshot::Sender<Vec<(String, FacetState)>>),
+}
+
+/// The running automation: on-demand requests go to its worker.
+#[derive(Clone)]
+pub struct TopicsHandle {
+    requests: mpsc::Sender<Request>,
+    automation: Arc<Automation>,
+    /// The worker and the admin server.
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Starts the topic automation: publishes the newest stored map of every facet at once, then
+/// checks the facets every `POLL_INTERVAL` in a background task (only publishing if
+/// `topics.enabled` is false). Must be called within a tokio runtime.
+pub fn start(
+    config: &Config,
+    db: Arc<Database>,
+    metrics: Arc<Metrics>,
+    published: PublishedMaps,
+    backfill: Arc<dyn Backfill>,
+) -> Result<TopicsHandle, String> {
+    let automation = Arc::new(Automation::new(config, db, metrics, published, backfill)?);
+    match automation.load_published() {
+        Ok(n) if n > 0 => tracing::info!(maps = n, "stored topic maps published"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot load stored topic maps"),
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let enabled = config.topics.enabled;
+    let worker = tokio::spawn(run_worker(automation.clone(), rx, enabled));
+    Ok(TopicsHandle {
+        requests: tx,
+        automation,
+        tasks: Arc::new(std::sync::Mutex::new(vec![worker])),
+        stop: Arc::new(tokio::sync::watch::channel(false).0),
+    })
+}
+
+async fn run_worker(
+    automation: Arc<Automation>,
+    mut requests: mpsc::Receiver<Request>,
+    auto: bool,
+) {
+    let check_all = |automation: Arc<Automation>| async move {
+        let mut states = Vec::new();
+        for facet in automation.facets() {
+            let (state, _) = automation.advance(facet, false).await;
+            states.push((facet.clone(), state));
+        }
+        states
+    };
+    loop {
+        let request = if auto {
+            match tokio::time::timeout(POLL_INTERVAL, requests.recv()).await {
+                Ok(None) => return,
+                Ok(Some(request)) => Some(request),
+                Err(_) => None,
+            }
+        } else {
+            match requests.recv().await {
+                None => return,
+                request => request,
+            }
+        };
+        match request {
+            None => {
+                check_all(automation.clone()).await;
+            }
+            Some(Request::Check(reply)) => {
+                let _ = reply.send(check_all(automation.clone()).await);
+            }
+            Some(Request::Regenerate(facet, reply)) => {
+                let result = if automation.facets().contains(&facet) {
+                    match automation.advance(&facet, true).await.1 {
+                        Some(result) => result,
+                        None => Err("no map was built".into()),
+                    }
+                } else {
+                    Err(format!(
+                        "unknown facet `{facet}`; configured: {}",
+                        automation.facets().join(", ")
+                    ))
+                };
+                let _ = reply.send(result);
+            }
+            Some(Request::RetryNames(facet, reply)) => {
+                let mut state = automation.state(&facet);
+                automation
+                    .retry_names_if_due(&facet, &mut state, true)
+                    .await;
+                automation.save(&facet, &state);
+                let _ = reply.send(state);
+            }
+        }
+    }
+}
+
+impl TopicsHandle {
+    /// The maps classification reads.
+    pub fn published(&self) -> PublishedMaps {
+        self.automation.published().clone()
+    }
+
+    pub fn facets(&self) -> Vec<String> {
+        self.automation.facets().to_vec()
+    }
+
+    /// The persisted state of `facet`.
+    pub fn state(&self, facet: &str) -> FacetState {
+        self.automation.state(facet)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(make(tx))
+            .await
+            .map_err(|_| "the topic automation has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the topic automation has stopped".to_string())
+    }
+
+    /// Rebuilds `facet`'s map now (after whatever the worker is doing) and returns it.
+    pub async fn regenerate(&self, facet: &str) -> Result<Arc<TopicMap>, String> {
+        self.ask(|tx| Request::Regenerate(facet.into(), tx)).await?
+    }
+
+    /// Runs one check of every facet now, as the timer would; returns their states.
+    pub async fn check_now(&self) -> Result<Vec<(String, FacetState)>, String> {
+        self.ask(Request::Check).await
+    }
+
+    /// Asks the naming model again now for topics with keyword names.
+    pub async fn retry_names(&self, facet: &str) -> Result<FacetState, String> {
+        self.ask(|tx| Request::RetryNames(facet.into(), tx)).await
+    }
+
+    pub(super) fn db(&self) -> Arc<Database> {
+        self.automation.db.clone()
+    }
+
+    /// Resolves once `shutdown` was called.
+    pub(super) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }
+
+    pub(super) fn keep_task(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.lock().expect("tasks lock").push(task);
+    }
+
+    /// Stops the worker and the admin endpoint. A regeneration in progress is abandoned; its
+    /// persisted state makes the next start redo it.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().expect("tasks lock"));
+        let mut tasks = tasks.into_iter();
+        // The worker first: it is aborted; the admin server finishes its requests.
+        if let Some(worker) = tasks.next() {
+            worker.abort();
+            let _ = worker.await;
+        }
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("topics admin requests still running at shutdown");
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The `topics` and `cluster` commands. redb locks its file while the sidecar runs, so they ask
+//! the running sidecar's admin endpoint first and open the file themselves only when no sidecar
+//! answers (`topics regenerate` needs the sidecar: the map it builds is the one it publishes).
+
+use super::adhoc::{self, ClusterReport, ClusterRequest};
+use super::admin::{FacetView, TopicsView};
+use super::automation::configured_facets;
+use crate::config::Config;
+use crate::store::topics as topic_store;
+use std::time::Duration;
+
+/// Why the admin endpoint gave no answer.
+enum AdminError {
+    /// Nothing listens: no sidecar runs with this config.
+    NotRunning(String),
+    Failed(String),
+}
+
+fn admin_base(config: &Config) -> String {
+    let endpoint = &config.topics.admin.endpoint;
+    // A wildcard listen address is reached through loopback.
+    let host = match endpoint.host.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" | "[::]" => "[::1]",
+        host => host,
+    };
+    format!("http://{host}:{}", endpoint.port)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime")
+}
+
+/// Sends one request to the admin endpoint; the answer's JSON on success.
+fn call_admin(
+    config: &Config,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<serde_json::Value, AdminError> {
+    let url = format!("{}{path}", admin_base(config));
+    runtime().block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let mut request = client.request(method, &url);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                AdminError::NotRunning(format!("no sidecar answers at {url}"))
+            } else {
+                AdminError::Failed(format!("{url}: {e}"))
+            }
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AdminError::Failed(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(AdminError::Failed(value["error"].as_str().map_or_else(
+                || format!("{url} answered {status}"),
+                str::to_string,
+            )))
+        }
+    })
+}
+
+fn open_local(config: &Config) -> Result<redb::Database, String> {
+    if !config.storage.path.exists() {
+        return Err(format!(
+            "no storage file at {}: nothing was stored yet",
+            config.storage.path.display()
+        ));
+    }
+    crate::store::open(&config.storage)
+        .map(|(db, _)| db)
+        .map_err(|e| {
+            format!(
+                "{e} (if a sidecar holds the file, its admin endpoint {} did not answer)",
+                admin_base(config)
+            )
+        })
+}
+
+/// `topics regenerate --facet NAME`: asks the running sidecar to rebuild the map now.
+pub fn regenerate(config: &Config, facet: &str) -> Result<String, String> {
+    let path = format!("/topics/{facet}/regenerate");
+    match call_admin(config, reqwest::Method::POST, &path, None) {
+        Ok(map) => {
+            let map: super::TopicMap =
+                serde_json::from_value(map).map_err(|e| format!("unexpected answer: {e}"))?;
+            Ok(render_map(&map))
+        }
+        Err(AdminError::NotRunning(why)) => Err(format!(
+            "{why}; start the sidecar (`tracetopics run`) to regenerate its maps"
+        )),
+        Err(AdminError::Failed(why)) => Err(why),
+    }
+}
+
+/// `topics show [--facet NAME]`: the current maps, from the sidecar or the storage file.
+pub fn show(config: &Config, facet: Option<&str>) -> Result<String, String> {
+    let views: Vec<FacetView> = match call_admin(config, reqwest::Method::GET, "/topics", None) {
+        Ok(value) => {
+            serde_json::from_value::<TopicsView>(value)
+                .map_err(|e| format!("unexpected answer: {e}"))?
+                .facets
+        }
+        Err(AdminError::Failed(why)) => return Err(why),
+        Err(AdminError::NotRunning(_)) => {
+            let db = open_local(config)?;
+            configured_facets(config)
+                .into_iter()
+                .map(|f| -> Result<FacetView, String> {
+                    Ok(FacetView {
+                        state: topic_store::state(&db, &f)
+                            .map_err(|e| e.to_string())?
+                            .unwrap_or_default(),
+                        map: topic_store::latest(&db, &f).map_err(|e| e.to_string())?,
+                        facet: f,
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let chosen: Vec<&FacetView> = views
+        .iter()
+        .filter(|v| facet.is_none_or(|f| v.facet == f))
+        .collect();
+    if chosen.is_empty() {
+        return Err(format!(
+            "unknown facet `{}`; configured: {}",
+            facet.unwrap_or_default(),
+            views
+                .iter()
+                .map(|v| v.facet.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut out = String::new();
+    for view in chosen {
+        match &view.map {
+            Some(map) => out.push_str(&render_map(map)),
+            None => out.push_str(&format!("facet `{}`: no map yet\n", view.facet)),
+        }
+        let state = &view.state;
+        out.push_str(&format!(
+            "  state: {}",
+            serde_json::to_value(state.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+        if let Some(e) = &state.last_error {
+            out.push_str(&format!(" (last error: {e})"));
+        }
+        out.push_str("\n\n");
+    }
+    Ok(out)
+}
+
+/// One map as a table: id, share, size, name, keywords.
+pub fn render_map(map: &super::TopicMap) -> String {
+    let mut out = format!(
+        "facet `{}`: version {}, {} topics from {} summaries, {:.1}% noise",
+        map.facet,
+        map.version,
+        map.topics.len(),
+        map.sample,
+        map.noise_share * 100.0
+    );
+    if let Some(c) = &map.changes {
+        out.push_str(&format!(
+            "; vs version {}: {} kept, {} new, {} retired",
+            c.previous_version,
+            c.kept.len(),
+            c.new.len(),
+            c.retired.len()
+        ));
+        if let Some(s) = c.stability {
+            out.push_str(&format!(", stability {s:.2}"));
+        }
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:>5}  {:>6}  {:>6}  {:<40}  {}\n",
+        "id", "share", "size", "name", "keywords"
+    ));
+    for t in &map.topics {
+        out.push_str(&format!(
+            "{:>5}  {:>5.1}%  {:>6}  {:<40}  {}\n",
+            t.id,
+            t.share * 100.0,
+            t.size,
+            adhoc::truncate(&t.name, 40) + if t.named { "" } else { " *" },
+            t.keywords
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if map.topics.iter().any(|t| !t.named) {
+        out.push_str("  * keyword name: naming failed, retried later\n");
+    }
+    out
+}
+
+/// `cluster`: ad-hoc clustering of a filtered subset, through the sidecar or locally (with a
+/// progress bar). Returns the rendered table, or the report as JSON.
+pub fn cluster(config: &Config, request: &ClusterRequest, as_json: bool) -> Result<String, String> {
+    adhoc::plan(config, request)?;
+    let body = serde_json::to_string(request).expect("requests serialize");
+    let report: ClusterReport =
+        match call_admin(config, reqwest::Method::POST, "/cluster", Some(body)) {
+            Ok(value) => {
+                serde_json::from_value(value).map_err(|e| format!("unexpected answer: {e}"))?
+            }
+            Err(AdminError::Failed(why)) => return Err(why),
+            Err(AdminError::NotRunning(_)) => cluster_locally(config, request)?,
+        };
+    Ok(if as_json {
+        serde_json::to_string_pretty(&report).expect("reports serialize")
+    } else {
+        adhoc::render(&report)
+    })
+}
+
+fn cluster_locally(config: &Config, request: &ClusterRequest) -> Result<ClusterReport, String> {
+    let db = open_local(config)?;
+    let bar = indicatif::ProgressBar::new(100);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg:<20} [{bar:30}] {percent:>3}%  {elapsed}",
+        )
+        .expect("valid template"),
+    );
+    let progress = |stage: &str, done: f32| {
+        if bar.message() != stage {
+            bar.set_message(stage.to_string());
+        }
+        bar.set_position((done * 100.0) as u64);
+    };
+    let result = adhoc::cluster(&db, config, request, super::automation::now_ms(), &progress);
+    let (mut map, matched) = match result {
+        Ok(built) => built,
+        Err(e) => {
+            bar.finish_and_clear();
+            return Err(e);
+        }
+    };
+    bar.set_message("naming topics");
+    bar.set_position(0);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let named = runtime().block_on(adhoc::name(config, &mut map));
+    bar.finish_and_clear();
+    named?;
+    Ok(adhoc::report(&map, matched, request.samples))
+}

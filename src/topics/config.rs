@@ -1,0 +1,181 @@
+//! `topics:` — when and how every facet's topic map is (re)built, named and served.
+
+use crate::cluster::ClusterConfig;
+use crate::config::types::{Endpoint, HumanDuration};
+use serde::{Deserialize, Serialize};
+
+/// `topics:` — automatic topic maps. Once a facet has enough faceted traces, its stored
+/// summaries are clustered into topics, the topics are named by `models.naming`, and new traces
+/// are classified against the map. The map is rebuilt every `regenerate_every`; topics that
+/// continue a previous topic keep its id.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Build topic maps automatically. Default true.
+    pub enabled: bool,
+    /// How a map is built: reduction, algorithm, sample size, seed (see the clustering docs).
+    pub clustering: ClusterConfig,
+    /// The first map of a facet is built once this many traces were faceted. Default 400.
+    pub min_traces: usize,
+    /// … and once the stored summaries hold this many distinct texts. Default 100.
+    pub min_unique_summaries: usize,
+    /// Rebuild every map this often (or on demand: `tracetopics topics regenerate`). Default `24h`.
+    pub regenerate_every: HumanDuration,
+    /// Which stored facet summaries feed a map: those of the last `window`. Default `7d`.
+    pub window: HumanDuration,
+    /// Map versions kept per facet (older ones are deleted). Default 10.
+    pub history: usize,
+    /// Cosine distance (1 − cos) beyond which a trace is `no_match` whatever its nearest topic.
+    /// Default 0.5 (cosine similarity 0.5): unrelated summaries of common embedding models sit
+    /// farther apart than that, paraphrases well inside.
+    pub distance_threshold: f32,
+    /// Each topic's own threshold: its members' distance quantile times a margin, capped by
+    /// `distance_threshold`.
+    pub topic_threshold: TopicThresholdConfig,
+    /// How topics are named.
+    pub naming: NamingConfig,
+    /// The local admin HTTP endpoint (`GET /topics`, `POST /topics/{facet}/regenerate`,
+    /// `POST /cluster`) the CLI talks to.
+    pub admin: AdminConfig,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            enabled: true,
+            clustering: ClusterConfig::default(),
+            min_traces: 400,
+            min_unique_summaries: 100,
+            regenerate_every: HumanDuration::from_secs(24 * 3600),
+            window: HumanDuration::from_secs(7 * 24 * 3600),
+            history: 10,
+            distance_threshold: 0.5,
+            topic_threshold: TopicThresholdConfig::default(),
+            naming: NamingConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+/// `topics.topic_threshold:` — a topic's no-match distance is
+/// `min(quantile of its members' distances × margin, distance_threshold)`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicThresholdConfig {
+    /// `p50`, `p90`, `p95` (default), `p99` or `max` of the members' distance to the centroid.
+    pub quantile: ThresholdQuantile,
+    /// Multiplies the quantile, so members slightly beyond it still match. Default 1.2.
+    pub margin: f32,
+}
+
+impl Default for TopicThresholdConfig {
+    fn default() -> Self {
+        TopicThresholdConfig {
+            quantile: ThresholdQuantile::P95,
+            margin: 1.2,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdQuantile {
+    P50,
+    P90,
+    P95,
+    P99,
+    Max,
+}
+
+impl TopicThresholdConfig {
+    /// The threshold of a topic with these member-distance quantiles.
+    pub fn threshold(&self, q: &crate::cluster::DistanceQuantiles, global: f32) -> f32 {
+        let base = match self.quantile {
+            ThresholdQuantile::P50 => q.p50,
+            ThresholdQuantile::P90 => q.p90,
+            ThresholdQuantile::P95 => q.p95,
+            ThresholdQuantile::P99 => q.p99,
+            ThresholdQuantile::Max => q.max,
+        };
+        (base * self.margin).min(global)
+    }
+}
+
+/// `topics.naming:` — one call to `models.naming` names several topics at once, each shown with
+/// its keywords, its most typical summaries, and summaries of its nearest neighbours as contrast.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamingConfig {
+    /// Topics named per model call. Default 15.
+    pub batch_size: usize,
+    /// Summaries shown per topic. Default 5.
+    pub exemplars: usize,
+    /// Summaries of each topic's nearest other topic shown as contrast. Default 2.
+    pub contrast_exemplars: usize,
+}
+
+impl Default for NamingConfig {
+    fn default() -> Self {
+        NamingConfig {
+            batch_size: 15,
+            exemplars: 5,
+            contrast_exemplars: 2,
+        }
+    }
+}
+
+/// `topics.admin:` — local control endpoint. It has no authentication: keep it on localhost.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Default `localhost:13134`.
+    pub endpoint: Endpoint,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            endpoint: Endpoint::new("localhost", 13134),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// Problems as (YAML path under `topics.`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad =
+            |path: &str, message: &str| out.push((format!("topics.{path}"), message.into()));
+        if let Err(e) = self.clustering.validate() {
+            bad("clustering", &e.to_string());
+        }
+        if self.min_traces == 0 {
+            bad("min_traces", "must be at least 1");
+        }
+        if self.min_unique_summaries < 2 {
+            bad("min_unique_summaries", "must be at least 2");
+        }
+        if self.regenerate_every.get() < std::time::Duration::from_secs(60) {
+            bad("regenerate_every", "must be at least 1m");
+        }
+        if self.window.get().is_zero() {
+            bad("window", "must be greater than 0");
+        }
+        if self.history == 0 {
+            bad("history", "must be at least 1");
+        }
+        if !(self.distance_threshold > 0.0 && self.distance_threshold <= 2.0) {
+            bad("distance_threshold", "must be in (0, 2] (cosine distance)");
+        }
+        if !(self.topic_threshold.margin > 0.0) {
+            bad("topic_threshold.margin", "must be greater than 0");
+        }
+        if !(1..=50).contains(&self.naming.batch_size) {
+            bad("naming.batch_size", "must be between 1 and 50");
+        }
+        if self.naming.exemplars == 0 {
+            bad("naming.exemplars", "must be at least 1");
+        }
+        out
+    }
+}
