@@ -345,6 +345,11 @@ impl Sidecar {
 const RECEIVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RunningSidecar {
+    /// The topic automation (with the facet stages): maps, on-demand regeneration.
+    pub fn topics(&self) -> Option<&crate::topics::TopicsHandle> {
+        self.topics.as_ref()
+    }
+
     /// Stops accepting, releases every buffered trace, drains the queue until the deadline, and
     /// closes the store. Spans not delivered stay in the redb file.
     pub async fn shutdown(self) -> ShutdownReport {

@@ -58,7 +58,8 @@ impl Default for TopicsConfig {
 }
 
 /// `topics.topic_threshold:` — a topic's no-match distance is
-/// `min(quantile of its members' distances × margin, distance_threshold)`.
+/// `quantile of its members' distances × margin`, at least `floor`, at most
+/// `distance_threshold`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicThresholdConfig {
@@ -66,6 +67,9 @@ pub struct TopicThresholdConfig {
     pub quantile: ThresholdQuantile,
     /// Multiplies the quantile, so members slightly beyond it still match. Default 1.2.
     pub margin: f32,
+    /// The smallest threshold a topic gets: a topic of near-identical summaries would otherwise
+    /// refuse every rephrasing of them. Default 0.1.
+    pub floor: f32,
 }
 
 impl Default for TopicThresholdConfig {
@@ -73,6 +77,7 @@ impl Default for TopicThresholdConfig {
         TopicThresholdConfig {
             quantile: ThresholdQuantile::P95,
             margin: 1.2,
+            floor: 0.1,
         }
     }
 }
@@ -97,7 +102,7 @@ impl TopicThresholdConfig {
             ThresholdQuantile::P99 => q.p99,
             ThresholdQuantile::Max => q.max,
         };
-        (base * self.margin).min(global)
+        (base * self.margin).max(self.floor).min(global)
     }
 }
 
@@ -169,6 +174,12 @@ impl TopicsConfig {
         }
         if !(self.topic_threshold.margin > 0.0) {
             bad("topic_threshold.margin", "must be greater than 0");
+        }
+        if !(0.0..=2.0).contains(&self.topic_threshold.floor) {
+            bad(
+                "topic_threshold.floor",
+                "must be in [0, 2] (cosine distance)",
+            );
         }
         if !(1..=50).contains(&self.naming.batch_size) {
             bad("naming.batch_size", "must be between 1 and 50");

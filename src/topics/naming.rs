@@ -228,7 +228,21 @@ pub fn keyword_name(keywords: &[String], exemplars: &[String]) -> String {
             .map(|e| e.split_whitespace().take(4).collect())
             .unwrap_or_default()
     } else {
-        keywords.iter().take(3).map(String::as_str).collect()
+        // Unigrams and bigrams overlap ("password", "password reset"): skip a keyword that
+        // repeats a word already shown.
+        let mut shown: Vec<&str> = Vec::new();
+        let mut picked = Vec::new();
+        for keyword in keywords {
+            let new = keyword.split_whitespace().all(|w| !shown.contains(&w));
+            if new {
+                shown.extend(keyword.split_whitespace());
+                picked.push(keyword.as_str());
+            }
+            if picked.len() == 3 {
+                break;
+            }
+        }
+        picked
     };
     if words.is_empty() {
         "unnamed topic".into()
@@ -351,5 +365,22 @@ mod tests {
         assert_eq!(m.topics[0].name, "deploy · kubernetes · helm");
         assert!(m.topics[0].named);
         assert!(m.topics[0].description.contains("pod"));
+    }
+
+    #[test]
+    fn keyword_names_do_not_repeat_words() {
+        let keywords: Vec<String> = [
+            "password reset",
+            "password",
+            "reset link",
+            "account",
+            "email",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            keyword_name(&keywords, &[]),
+            "password reset · account · email"
+        );
     }
 }
