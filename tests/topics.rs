@@ -203,6 +203,15 @@ async fn facets_become_a_published_map_then_backfill_then_idle_and_survive_resta
     assert_eq!(state_of(&states, "task").phase, Phase::Idle);
     assert_eq!(published.get("task").unwrap().version, 3);
     assert_eq!(topic_store::versions(&db, "task").unwrap(), vec![1, 2, 3]);
+
+    // Once `regenerate_every` has passed (the due time is in the past), a check rebuilds.
+    let mut state = handle.state("task");
+    state.due_ms = 1;
+    topic_store::put_state(&db, "task", &state).unwrap();
+    let states = handle.check_now().await.unwrap();
+    assert_eq!(state_of(&states, "task").phase, Phase::Idle);
+    assert_eq!(published.get("task").unwrap().version, 4);
+    assert!(state_of(&states, "task").due_ms > now_ms() + 23 * 3600 * 1000);
     handle.shutdown().await;
 }
 

@@ -142,6 +142,9 @@ impl TopicsHandle {
         });
         self.keep_task(task);
         tracing::info!(address = %addr, "topics admin listening");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(address = %addr, "the topics admin endpoint has no authentication and listens beyond localhost");
+        }
         addr
     }
 }
