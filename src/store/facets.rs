@@ -64,7 +64,7 @@ fn encode(record: &FacetRecord) -> Vec<u8> {
     value
 }
 
-fn decode(value: &[u8]) -> Option<FacetRecord> {
+pub(crate) fn decode(value: &[u8]) -> Option<FacetRecord> {
     let len = u32::from_le_bytes(value.get(..4)?.try_into().ok()?) as usize;
     let mut record: FacetRecord = serde_json::from_slice(value.get(4..4 + len)?).ok()?;
     record.embedding = value[4 + len..]

@@ -2,6 +2,7 @@
 //! and the automation state, per facet.
 
 use super::StoreError;
+use super::facets::FacetRecord;
 use crate::topics::TopicMap;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
@@ -230,6 +231,45 @@ pub fn count_records(db: &Database, facet: &str, since_ms: u64) -> Result<usize,
         }
     }
     Ok(count)
+}
+
+/// Visits every record of `facet` stored at or after `since_ms`, decoded one at a time, in the
+/// order of `rank(trace id)` (ties by key). A sampler keeps the first n it accepts without holding
+/// the whole window (embeddings included) in memory.
+pub fn visit_ranked(
+    db: &Database,
+    facet: &str,
+    since_ms: u64,
+    rank: impl Fn(&[u8; 16]) -> u64,
+    mut visit: impl FnMut(FacetRecord),
+) -> Result<(), StoreError> {
+    let tx = db.begin_read()?;
+    let (table, by_time) = match (
+        tx.open_table(super::facets::FACETS),
+        tx.open_table(super::facets::FACETS_BY_TIME),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Ok(()),
+    };
+    let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+    for entry in by_time.range((since_ms, [].as_slice())..)? {
+        let (key, _) = entry?;
+        let (_, record_key) = key.value();
+        if record_key.get(16..) == Some(facet.as_bytes()) {
+            let trace: [u8; 16] = record_key[..16].try_into().expect("16 bytes");
+            keys.push((rank(&trace), record_key.to_vec()));
+        }
+    }
+    keys.sort_unstable();
+    for (_, key) in keys {
+        if let Some(record) = table
+            .get(key.as_slice())?
+            .and_then(|v| super::facets::decode(v.value()))
+        {
+            visit(record);
+        }
+    }
+    Ok(())
 }
 
 /// The persisted automation state of `facet`; `None` if never stored or unreadable (an older

@@ -11,7 +11,7 @@ use crate::cluster::{
     build_clusters, match_clusters, stability_score,
 };
 use crate::store::StoreError;
-use crate::store::facets::{self, FacetRecord};
+use crate::store::facets::FacetRecord;
 use crate::store::topics::{self as topic_store, Membership};
 use redb::Database;
 use std::collections::{HashMap, HashSet};
@@ -96,13 +96,31 @@ pub fn load_sample(
     sample_size: usize,
     seed: u64,
 ) -> Result<Sample, RegenerateError> {
-    let records = facets::since(db, facet, filter.since_ms)?;
-    let in_window = records.iter().filter(|r| !r.excluded).count();
-    let mut usable: Vec<FacetRecord> = records
-        .into_iter()
-        .filter(|r| !r.excluded && !r.embedding.is_empty())
-        .filter(|r| r.embedding_model == filter.embedding_model && filter.accepts(r))
-        .collect();
+    // Records are visited in sample order; only the first `sample_size` usable ones are kept.
+    let (mut in_window, mut available) = (0usize, 0usize);
+    let mut usable: Vec<FacetRecord> = Vec::new();
+    topic_store::visit_ranked(
+        db,
+        facet,
+        filter.since_ms,
+        |trace| sample_rank(trace, seed),
+        |r| {
+            if r.excluded {
+                return;
+            }
+            in_window += 1;
+            if r.embedding.is_empty()
+                || r.embedding_model != filter.embedding_model
+                || !filter.accepts(&r)
+            {
+                return;
+            }
+            available += 1;
+            if usable.len() < sample_size {
+                usable.push(r);
+            }
+        },
+    )?;
     if usable.is_empty() && in_window > 0 && filter.fields.is_empty() {
         return Err(RegenerateError::NoEmbeddings {
             facet: facet.into(),
@@ -114,9 +132,6 @@ pub fn load_sample(
     // left out rather than failing the map.
     let dim = most_common_dim(&usable);
     usable.retain(|r| r.embedding.len() == dim);
-    let available = usable.len();
-    usable.sort_by_key(|r| (sample_rank(&r.trace_id, seed), r.trace_id));
-    usable.truncate(sample_size);
     let mut sample = Sample {
         trace_ids: Vec::with_capacity(usable.len()),
         texts: Vec::with_capacity(usable.len()),

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cluster::synthetic::{SyntheticData, SyntheticSpec, generate};
+use crate::store::facets;
 use crate::store::{StorageConfig, open};
 
 const MODEL: &str = "builtin:test";
@@ -141,6 +142,13 @@ fn the_sample_is_drawn_by_trace_id_hash_whatever_the_storage_order() {
     let records: Vec<FacetRecord> = (0..300).map(|i| record(&data, i, i as u64)).collect();
     facets::put(&db, &records[150..]).unwrap();
     facets::put(&db, &records[..150]).unwrap();
+    // Neither an excluded summary nor one without an embedding is ever sampled.
+    let data_more = synthetic(302);
+    let mut excluded = record(&data_more, 300, 5);
+    excluded.excluded = true;
+    let mut unembedded = record(&data_more, 301, 5);
+    unembedded.embedding.clear();
+    facets::put(&db, &[excluded, unembedded]).unwrap();
     let filter = SampleFilter {
         since_ms: 0,
         embedding_model: MODEL.into(),
