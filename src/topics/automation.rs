@@ -190,6 +190,14 @@ impl Automation {
         force: bool,
     ) -> (FacetState, Option<Result<Arc<TopicMap>, String>>) {
         let mut state = self.state(facet);
+        // Only changes are written: a check that finds nothing to do costs no commit.
+        let mut saved = state.clone();
+        let mut save = |state: &FacetState| {
+            if *state != saved {
+                self.save(facet, state);
+                saved = state.clone();
+            }
+        };
         let mut force = force;
         let mut built = None;
         loop {
@@ -202,7 +210,7 @@ impl Automation {
                 Phase::RecomputingTopicMaps if built.is_none() => {
                     force = false;
                     built = Some(self.recompute(facet, &mut state).await);
-                    self.save(facet, &state);
+                    save(&state);
                     continue;
                 }
                 // Already tried in this call; the failure set a later due time.
@@ -218,10 +226,10 @@ impl Automation {
             match next {
                 Some(phase) => {
                     state.phase = phase;
-                    self.save(facet, &state);
+                    save(&state);
                 }
                 None => {
-                    self.save(facet, &state);
+                    save(&state);
                     return (state, built);
                 }
             }
