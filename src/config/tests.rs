@@ -292,5 +292,5 @@ fn topics_settings_are_checked_with_their_paths() {
     assert_eq!(config.topics.window.get(), Duration::from_secs(86_400));
     assert_eq!(config.topics.min_traces, 5);
     assert_eq!(config.topics.history, 10);
-    assert_eq!(config.topics.admin.endpoint.address(), "localhost:13134");
+    assert_eq!(config.topics.admin.endpoint.address(), "127.0.0.1:13134");
 }

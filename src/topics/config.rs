@@ -133,14 +133,14 @@ impl Default for NamingConfig {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Default `localhost:13134`.
+    /// Default `127.0.0.1:13134` (loopback only).
     pub endpoint: Endpoint,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
-            endpoint: Endpoint::new("localhost", 13134),
+            endpoint: Endpoint::new("127.0.0.1", 13134),
         }
     }
 }
