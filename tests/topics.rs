@@ -447,3 +447,46 @@ async fn an_on_demand_rebuild_is_not_blocked_by_a_failing_backfill() {
     assert_eq!(handle.state("task").phase, Phase::Backfill);
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summaries_without_current_embeddings_are_a_counted_failure_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = open_db(&config);
+    // Embedded by a model that is no longer configured.
+    let records: Vec<FacetRecord> = (0..150u8)
+        .map(|i| FacetRecord {
+            trace_id: [i; 16],
+            facet: "task".into(),
+            text: format!("summary {i}"),
+            excluded: false,
+            time_ms: now_ms(),
+            version: "v1".into(),
+            preprocessor: "default".into(),
+            facet_model: "builtin".into(),
+            embedding_model: "openai:retired-model".into(),
+            service_name: None,
+            root_span_name: "agent".into(),
+            user_id: None,
+            session_id: None,
+            embedding: vec![0.6, 0.8],
+        })
+        .collect();
+    facets::put(&db, &records).unwrap();
+    let (handle, published, metrics) =
+        start(&config, &db, Arc::new(tracetopics::topics::NoBackfill));
+    let task = state_of(&handle.check_now().await.unwrap(), "task");
+    assert_eq!(task.phase, Phase::WaitingForFacets);
+    let error = task.last_error.unwrap();
+    assert!(
+        error.contains("none with an embedding of the current model"),
+        "{error}"
+    );
+    assert!(published.get("task").is_none());
+    assert!(
+        metrics
+            .encode()
+            .contains("tracetopics_topic_regeneration_failures_total{facet=\"task\"} 1")
+    );
+    handle.shutdown().await;
+}
