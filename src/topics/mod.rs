@@ -13,6 +13,7 @@ pub mod admin;
 pub mod automation;
 pub mod cli;
 pub mod config;
+pub mod handle;
 pub mod map;
 pub mod naming;
 pub mod regenerate;
