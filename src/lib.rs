@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod classify;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod embed;
 pub mod export;
 pub mod facet;

@@ -50,6 +50,29 @@ enum Command {
         #[arg(long)]
         meta: bool,
     },
+    /// See the whole product offline: starts the sidecar (config.example.yaml: builtin models,
+    /// redb in a fresh temporary directory) with a local downstream, drives the load generator
+    /// until every facet has a topic map, prints the maps and enriched spans, then keeps running
+    /// with live per-topic counts until Ctrl-C.
+    Demo {
+        /// Configuration to run with; the exporter is pointed at the demo's own downstream.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            default_value = "config.example.yaml"
+        )]
+        config: PathBuf,
+        /// Traces sent before the maps are built (at least `topics.min_traces` + 50).
+        #[arg(long, default_value_t = 600)]
+        traces: u64,
+        /// Traces per second of the load generator.
+        #[arg(long, default_value_t = 300.0)]
+        rate: f64,
+        /// Exit after showing the maps and enriched spans.
+        #[arg(long)]
+        exit_when_done: bool,
+    },
     /// Send realistic support-agent traces (OTel GenAI conventions) over OTLP/gRPC, for demos
     /// and load tests. The same seed always yields the same conversations.
     Loadgen {
@@ -144,6 +167,12 @@ fn main() -> ExitCode {
             preprocessor,
             meta,
         } => preprocess(config, trace, preprocessor, meta),
+        Command::Demo {
+            config,
+            traces,
+            rate,
+            exit_when_done,
+        } => demo(config, traces, rate, exit_when_done),
         Command::Loadgen {
             endpoint,
             rate,
@@ -358,6 +387,43 @@ fn preprocess(
         Err(Skipped::PluginFailed(error)) => {
             eprintln!("-- skipped: plugin `{name}` failed ({error}) and on_error is skip");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn demo(path: PathBuf, traces: u64, rate: f64, exit_when_done: bool) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if !(rate > 0.0) {
+        eprintln!("--rate must be greater than 0");
+        return ExitCode::from(2);
+    }
+    // The demo prints its own story; the sidecar's info logs would drown it (RUST_LOG wins).
+    let mut logs = config.telemetry.logs.clone();
+    logs.level = "warn".into();
+    tracetopics::telemetry::init_logs(&logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
+    let options = tracetopics::demo::DemoOptions {
+        config,
+        traces,
+        rate,
+        exit_when_done,
+        timeout: std::time::Duration::from_secs(300),
+    };
+    match runtime.block_on(tracetopics::demo::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
         }
     }
 }

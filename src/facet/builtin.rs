@@ -99,13 +99,109 @@ fn sentence(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// Words that mark a sentence as asking for something.
+const REQUEST_WORDS: &[&str] = &[
+    "want", "need", "can", "could", "would", "please", "how", "where", "why", "what", "when",
+    "which", "help", "like", "cancel", "change", "update", "reset", "refund", "return", "track",
+    "fix", "delete", "upgrade", "apply", "order", "account", "charged", "broken", "doesn't",
+    "isn't", "won't", "not",
+];
+/// Openers that carry no request: greetings and pleasantries.
+const GREETINGS: &[&str] = &[
+    "hi",
+    "hello",
+    "hey",
+    "good",
+    "morning",
+    "afternoon",
+    "evening",
+    "there",
+    "thanks",
+    "thank",
+    "you",
+    "quick",
+    "question",
+    "hope",
+    "your",
+    "day",
+    "is",
+    "going",
+    "well",
+    "so",
+    "much",
+];
+
+/// The sentence of the first user message that asks for something: greetings and
+/// pleasantries around the request are skipped, so traces with the same request read alike.
 fn task(segments: &[String]) -> String {
     match first_request(segments) {
-        Some(text) => sentence(text, 160),
+        Some(text) => {
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let best = sentences(&text)
+                .into_iter()
+                .enumerate()
+                .max_by_key(|(i, s)| (request_score(s), std::cmp::Reverse(*i)))
+                .map(|(_, s)| strip_greeting(s))
+                .unwrap_or(&text);
+            sentence(best, 160)
+        }
         None => segments
             .first()
             .map(|s| sentence(split(s).1, 160))
             .unwrap_or_else(|| "Unknown task".into()),
+    }
+}
+
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '.' | '?' | '!') {
+            let end = i + c.len_utf8();
+            // "e.g." and "1.5" are not sentence ends: require a space or the end after it.
+            if text[end..].is_empty() || text[end..].starts_with(' ') {
+                let piece = text[start..end].trim();
+                if !piece.is_empty() {
+                    out.push(piece);
+                }
+                start = end;
+            }
+        }
+    }
+    let rest = text[start..].trim();
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+fn request_score(sentence: &str) -> i32 {
+    let words: Vec<String> = words(sentence).collect();
+    let asks = words
+        .iter()
+        .filter(|w| REQUEST_WORDS.contains(&w.as_str()))
+        .count() as i32;
+    let filler = words
+        .iter()
+        .filter(|w| GREETINGS.contains(&w.as_str()) || POSITIVE.contains(&w.as_str()))
+        .count() as i32;
+    let question = i32::from(sentence.ends_with('?')) * 2;
+    let emotion = words
+        .iter()
+        .filter(|w| NEGATIVE.contains(&w.as_str()) && !REQUEST_WORDS.contains(&w.as_str()))
+        .count() as i32;
+    asks * 2 + question + (words.len() as i32).min(8) / 2 - filler * 2 - emotion
+}
+
+/// "Hello, I want…" → "I want…".
+fn strip_greeting(sentence: &str) -> &str {
+    match sentence.split_once(", ") {
+        Some((head, rest))
+            if !rest.is_empty() && words(head).all(|w| GREETINGS.contains(&w.as_str())) =>
+        {
+            rest
+        }
+        _ => sentence,
     }
 }
 
@@ -226,7 +322,11 @@ mod tests {
         let task = builtin("task").unwrap();
         let sentiment = builtin("sentiment").unwrap();
         let issues = builtin("issues").unwrap();
-        assert_eq!(answer(&task, &trace), "My blender arrived broken.");
+        assert_eq!(
+            answer(&task, &trace),
+            "I want a refund for order 991!",
+            "the sentence that asks, not the one that sets the scene"
+        );
         assert_eq!(
             answer(&sentiment, &trace),
             "MIXED: The user says 'broken', 'refund', 'useless' but also 'thanks'."
@@ -245,5 +345,32 @@ mod tests {
             "[assistant] I'm sorry, but I can't help with that.",
         ]);
         assert!(answer(&issues, &refusal).starts_with("Refusal:"));
+    }
+
+    #[test]
+    fn the_task_skips_greetings_and_emotional_openers() {
+        let task = builtin("task").unwrap();
+        for (message, expected) in [
+            (
+                "Good morning! Where is my order NW-123?",
+                "Where is my order NW-123?",
+            ),
+            (
+                "Hello, I need to reset my password.",
+                "I need to reset my password.",
+            ),
+            (
+                "This is ridiculous. I was charged twice for order 55. Fix this now.",
+                "I was charged twice for order 55.",
+            ),
+            (
+                "Hi, quick question. Can I change my delivery address?",
+                "Can I change my delivery address?",
+            ),
+            ("cancel my plan", "cancel my plan"),
+        ] {
+            let trace = lines(&[&format!("[user] {message}"), "[assistant] Sure."]);
+            assert_eq!(answer(&task, &trace), expected, "{message}");
+        }
     }
 }
