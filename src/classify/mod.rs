@@ -4,4 +4,4 @@
 pub mod index;
 pub mod synthetic;
 
-pub use index::{AUTO_HNSW_MIN_TOPICS, CentroidIndex, ClassifyError, IndexKind, Match};
+pub use index::{AUTO_HNSW_MIN_TOPICS, CentroidIndex, ClassifyError, HnswParams, IndexKind, Match};
