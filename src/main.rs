@@ -429,7 +429,8 @@ fn demo(path: PathBuf, traces: u64, rate: f64, exit_when_done: bool) -> ExitCode
 }
 
 fn loadgen(config: tracetopics::loadgen::LoadgenConfig) -> ExitCode {
-    if !(0.0..=1.0).contains(&config.ood_share) || !(config.rate_per_sec >= 0.0) {
+    let bad_rate = config.rate_per_sec.is_nan() || config.rate_per_sec < 0.0;
+    if !(0.0..=1.0).contains(&config.ood_share) || bad_rate {
         eprintln!("--ood-share must be within 0..=1 and --rate must be ≥ 0");
         return ExitCode::from(2);
     }

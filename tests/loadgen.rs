@@ -65,7 +65,9 @@ fn config(sink: &Sink, count: u64, seed: u64) -> LoadgenConfig {
 #[tokio::test]
 async fn every_span_of_every_trace_arrives() {
     let sink = Sink::start(SinkBehaviour::default()).await;
+    let before = unix_nanos();
     let report = run(config(&sink, 60, 3)).await.unwrap();
+    let after = unix_nanos();
 
     let workload = Workload::new(3).with_ood_share(0.2);
     let expected: HashSet<(Vec<u8>, Vec<u8>)> = (0..60)
@@ -98,6 +100,24 @@ async fn every_span_of_every_trace_arrives() {
             .iter()
             .all(|(service, ..)| service == "support-agent")
     );
+    // Sent traces are dated as just finished, not at the workload's fixed start.
+    let roots: Vec<Span> = sink
+        .spans()
+        .into_iter()
+        .map(|(_, _, s)| s)
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    assert_eq!(roots.len(), 60);
+    for root in roots {
+        assert!(root.end_time_unix_nano >= before && root.end_time_unix_nano <= after);
+    }
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 #[tokio::test]

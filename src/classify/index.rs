@@ -9,19 +9,46 @@ use std::cell::RefCell;
 
 /// Topic count from which `IndexKind::Auto` builds an HNSW graph instead of scanning.
 ///
-/// Measured with `cargo bench --bench classify` (release, 2 shared cores, SSE2 baseline, see
-/// the table in that file's header): the scan wins at 10 and 100 topics at every dimension and
-/// is still under the 50 µs p99 budget at 1,000 × 384, while at 1,000 × 1024 the scan reads
-/// 4 MB per query and HNSW is several times faster. The crossover lies between 100 and 1,000
-/// topics; 500 keeps small maps on the exact path, where a build is also ~1000× cheaper.
-pub const AUTO_HNSW_MIN_TOPICS: usize = 500;
+/// Measured with `cargo bench --bench classify` (release, 2-core VM, AVX2 scan, HNSW
+/// ef_search 32; random unit centroids, queries at cos ≈ 0.7 to one of them), p50 µs per query:
+///
+/// | topics × dim | scan  | HNSW | HNSW build |
+/// |--------------|-------|------|------------|
+/// | 100 × 384    | 2.3   | 17   | 0.1 s      |
+/// | 1,000 × 384  | 22    | 105  | 2.7 s      |
+/// | 1,000 × 1024 | 59    | 212  | 7.4 s      |
+/// | 10,000 × 384 | 229   | 709  | 79 s       |
+///
+/// The scan won at every size measured, by 3× or more, and builds in milliseconds; there is
+/// no crossover up to 10,000 topics (far more than a topic map has). The cutoff is therefore
+/// set beyond anything measured: it only guards against a pathological map, where a scan of
+/// ≥ 100,000 centroids (≈ 2.3 ms at 384 dims, extrapolated linearly) would be worse than
+/// HNSW on embeddings with more structure than the benchmark's random ones.
+pub const AUTO_HNSW_MIN_TOPICS: usize = 100_000;
 
-/// HNSW search breadth: high enough for ≥ 0.99 recall on maps of up to a few thousand topics
-/// (the unit tests check it), small enough to stay far below the scan at 1,000 topics.
-const HNSW_EF_SEARCH: usize = 64;
-const HNSW_EF_CONSTRUCTION: usize = 100;
 /// Fixed so that the same map always yields the same graph (and the same answers).
 const HNSW_SEED: u64 = 0x7ace_70b1c;
+
+/// HNSW tuning (the `ef` parameters of the paper; `M` is fixed at 32 by instant-distance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Candidates kept while searching: recall against latency.
+    pub ef_search: usize,
+    /// Candidates kept while inserting: graph quality against build time.
+    pub ef_construction: usize,
+}
+
+impl Default for HnswParams {
+    /// ef_search 32: recall 1.0000 at 1,000 topics and 0.9998 at 10,000 over 20,000 near-topic
+    /// queries in the benchmark (16 was also 1.0000 at 1,000 topics, ~30 % faster, but leaves
+    /// no margin); ef_construction 100 is instant-distance's default.
+    fn default() -> Self {
+        Self {
+            ef_search: 32,
+            ef_construction: 100,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IndexKind {
@@ -74,6 +101,15 @@ impl CentroidIndex {
     /// Fails when a centroid's length is not the map's `dim`. Centroids are renormalized, so a
     /// map stored with rounding error still yields distances in [0, 2].
     pub fn build(map: &TopicMap, kind: IndexKind) -> Result<Self, ClassifyError> {
+        Self::build_with(map, kind, HnswParams::default())
+    }
+
+    /// `build` with explicit HNSW parameters (used only when an HNSW graph is built).
+    pub fn build_with(
+        map: &TopicMap,
+        kind: IndexKind,
+        hnsw: HnswParams,
+    ) -> Result<Self, ClassifyError> {
         let dim = map.dim;
         let mut data = Vec::with_capacity(map.topics.len() * dim);
         for topic in &map.topics {
@@ -101,8 +137,8 @@ impl CentroidIndex {
             let values: Vec<usize> = (0..points.len()).collect();
             Backend::Hnsw(
                 Builder::default()
-                    .ef_construction(HNSW_EF_CONSTRUCTION)
-                    .ef_search(HNSW_EF_SEARCH)
+                    .ef_construction(hnsw.ef_construction)
+                    .ef_search(hnsw.ef_search)
                     .seed(HNSW_SEED)
                     .build(points, values),
             )

@@ -10,7 +10,7 @@ pub mod stage;
 pub mod synthetic;
 
 pub use config::ClassifyConfig;
-pub use index::{AUTO_HNSW_MIN_TOPICS, CentroidIndex, ClassifyError, IndexKind, Match};
+pub use index::{AUTO_HNSW_MIN_TOPICS, CentroidIndex, ClassifyError, HnswParams, IndexKind, Match};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

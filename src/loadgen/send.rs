@@ -109,7 +109,7 @@ impl std::fmt::Display for Report {
 const MAX_RETRIES: u32 = 8;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends `config.count` traces of `Workload::new(config.seed)` (timestamps from now) to
+/// Sends `config.count` traces of `Workload::new(config.seed)` (each shifted to end now) to
 /// `config.endpoint`. Fails only when the endpoint cannot be reached at the start; later
 /// failures are counted in the report.
 pub async fn run(config: LoadgenConfig) -> Result<Report, LoadgenError> {
@@ -120,12 +120,7 @@ pub async fn run(config: LoadgenConfig) -> Result<Report, LoadgenError> {
         .connect()
         .await
         .map_err(|e| LoadgenError::Connect(config.endpoint.clone(), error_chain(&e)))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let workload = Workload::new(config.seed)
-        .with_ood_share(config.ood_share)
-        .starting_at(now);
+    let workload = Workload::new(config.seed).with_ood_share(config.ood_share);
     let concurrency = config.concurrency.max(1);
     let (queue, receiver) = mpsc::channel::<(u64, TracesData)>(concurrency * 2);
     let receiver = Arc::new(Mutex::new(receiver));
@@ -164,7 +159,8 @@ async fn produce(
             let due = started + Duration::from_secs_f64(i as f64 / config.rate_per_sec);
             tokio::time::sleep_until(due.into()).await;
         }
-        let (traces, _) = workload.trace(i);
+        let (mut traces, _) = workload.trace(i);
+        end_now(&mut traces);
         if queue.send((i, traces)).await.is_err() {
             return;
         }
@@ -239,6 +235,36 @@ async fn export(
         }
         retries += 1;
         tokio::time::sleep(backoff.delay(server_delay, jitter.f64())).await;
+    }
+}
+
+/// Shifts every timestamp so the trace ends now, as if the agent had just finished the run
+/// whose spans it exports.
+fn end_now(traces: &mut TracesData) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let spans = || {
+        traces
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+    };
+    let Some(end) = spans().map(|s| s.end_time_unix_nano).max() else {
+        return;
+    };
+    let shift = |t: &mut u64| *t = t.saturating_add(now).saturating_sub(end);
+    for rs in &mut traces.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                shift(&mut span.start_time_unix_nano);
+                shift(&mut span.end_time_unix_nano);
+                span.events
+                    .iter_mut()
+                    .for_each(|e| shift(&mut e.time_unix_nano));
+            }
+        }
     }
 }
 
