@@ -113,7 +113,8 @@ pub async fn run(options: DemoOptions) -> Result<(), String> {
         config
             .assembler
             .wait_after_root
-            .map_or("-".into(), |d| humantime::format_duration(d.get()).to_string()),
+            .map_or("-".into(), |d| humantime::format_duration(d.get())
+                .to_string()),
         humantime::format_duration(config.assembler.idle_wait.get())
     );
     let result = drive(&options, &config, &sidecar, grpc, &sink).await;

@@ -284,3 +284,42 @@ fn preprocess_prints_what_the_model_would_see_with_and_without_a_plugin() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("resourceSpans"));
 }
+
+#[test]
+fn the_demo_builds_a_topic_map_and_shows_enriched_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.yaml");
+    // The example's settings, on free ports so tests can run side by side.
+    std::fs::write(
+        &config,
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:0\n      http:\n        endpoint: 127.0.0.1:0\n\
+telemetry:\n  metrics:\n    endpoint: 127.0.0.1:0\n\
+health_check:\n  endpoint: 127.0.0.1:0\ntopics:\n  admin:\n    endpoint: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "demo",
+            "--exit-when-done",
+            "--traces",
+            "450",
+            "--rate",
+            "1000",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("facet `task`: version 1,"), "{stdout}");
+    assert!(
+        stdout.contains("→ topic ") && stdout.contains("distance 0."),
+        "enriched spans shown: {stdout}"
+    );
+    assert!(stdout.contains("0 left undelivered"), "{stdout}");
+}

@@ -173,9 +173,12 @@ const STOP_WORDS: &[&str] = &[
     "yourselves",
 ];
 
-/// Lowercase alphanumeric tokens of at least two characters, stop words and pure numbers removed.
+/// Lowercase alphanumeric tokens of at least two characters, stop words removed, and no word
+/// holding a digit: numbers and ids ("NW-8195", "v2") name one trace, never a topic.
 pub fn tokenize(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
+    text.split_whitespace()
+        .filter(|word| !word.chars().any(|c| c.is_numeric()))
+        .flat_map(|word| word.split(|c: char| !c.is_alphanumeric()))
         .filter(|t| t.chars().count() >= 2)
         .map(str::to_lowercase)
         .filter(|t| !t.chars().all(|c| c.is_numeric()))
@@ -270,8 +273,8 @@ mod tests {
     #[test]
     fn tokenizer_lowercases_and_drops_stop_words_numbers_and_single_letters() {
         assert_eq!(
-            tokenize("The Agent booked 2 flights to Paris, a city!"),
-            vec!["agent", "booked", "flights", "paris", "city"]
+            tokenize("The Agent booked 2 flights to Paris, a city! Order NW-8195"),
+            vec!["agent", "booked", "flights", "paris", "city", "order"]
         );
     }
 

@@ -40,6 +40,9 @@ impl BuiltinEmbedder {
         let words: Vec<String> = text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
+            // Ids, order numbers and codes ("NW-8195" → "nw", "8195") say nothing about the topic
+            // and would pull summaries of the same request apart.
+            .filter(|w| w.chars().count() > 2 && !w.chars().any(|c| c.is_ascii_digit()))
             .map(str::to_lowercase)
             .filter(|w| !STOP_WORDS.contains(&w.as_str()))
             .collect();

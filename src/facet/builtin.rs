@@ -193,8 +193,15 @@ fn request_score(sentence: &str) -> i32 {
     asks * 2 + question + (words.len() as i32).min(8) / 2 - filler * 2 - emotion
 }
 
-/// "Hello, I want…" → "I want…".
+/// "Hello, I want…" → "I want…"; "Delivery was fast, but where is…" → "where is…".
 fn strip_greeting(sentence: &str) -> &str {
+    for turn in [", but ", ", however "] {
+        if let Some((head, rest)) = sentence.split_once(turn) {
+            if request_score(rest) >= request_score(head) {
+                return rest;
+            }
+        }
+    }
     match sentence.split_once(", ") {
         Some((head, rest))
             if !rest.is_empty() && words(head).all(|w| GREETINGS.contains(&w.as_str())) =>
@@ -368,6 +375,14 @@ mod tests {
                 "Can I change my delivery address?",
             ),
             ("cancel my plan", "cancel my plan"),
+            (
+                "Delivery was fast as always, but where is my refund for order 7?",
+                "where is my refund for order 7?",
+            ),
+            (
+                "The newsletter gave me FREESHIP but the cart rejects it.",
+                "The newsletter gave me FREESHIP but the cart rejects it.",
+            ),
         ] {
             let trace = lines(&[&format!("[user] {message}"), "[assistant] Sure."]);
             assert_eq!(answer(&task, &trace), expected, "{message}");

@@ -26,8 +26,10 @@ pub struct TopicsConfig {
     /// Map versions kept per facet (older ones are deleted). Default 10.
     pub history: usize,
     /// Cosine distance (1 − cos) beyond which a trace is `no_match` whatever its nearest topic.
-    /// Default 0.5 (cosine similarity 0.5): unrelated summaries of common embedding models sit
-    /// farther apart than that, paraphrases well inside.
+    /// Default 0.8: a loose safety net. Each topic's own threshold, learned from the spread of
+    /// its members, does most of the work, since a fixed number means different things per
+    /// embedding model (unrelated texts sit at ~0.2 with e5, ~0.9 with the builtin n-grams,
+    /// paraphrases at ~0.05 and ~0.5). Lower it to be stricter whatever the topic.
     pub distance_threshold: f32,
     /// Each topic's own threshold: its members' distance quantile times a margin, capped by
     /// `distance_threshold`.
@@ -49,7 +51,7 @@ impl Default for TopicsConfig {
             regenerate_every: HumanDuration::from_secs(24 * 3600),
             window: HumanDuration::from_secs(7 * 24 * 3600),
             history: 10,
-            distance_threshold: 0.5,
+            distance_threshold: 0.8,
             topic_threshold: TopicThresholdConfig::default(),
             naming: NamingConfig::default(),
             admin: AdminConfig::default(),
