@@ -5,7 +5,6 @@
 //! L2-normalized. Good enough to group near-identical summaries in demos and tests; it knows no
 //! synonyms — use a real embedding model in production.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 pub const DEFAULT_DIMENSIONS: usize = 384;
@@ -55,7 +54,9 @@ impl BuiltinEmbedder {
             }
             hasher.finish()
         };
-        let mut features: HashMap<u64, (f32, f32)> = HashMap::new();
+        // Fx, not the std RandomState: the summing order must not change between processes,
+        // or the last bits of a vector (and so the maps built on them) would.
+        let mut features: rustc_hash::FxHashMap<u64, (f32, f32)> = Default::default();
         let mut add = |feature: u64, idf: f32| {
             features.entry(feature).or_insert((0.0, idf)).0 += 1.0;
         };
@@ -109,6 +110,22 @@ mod tests {
 
     fn cosine(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn the_same_text_gives_bit_identical_vectors() {
+        let embedder = BuiltinEmbedder::new(384);
+        let text = "Customer wants a refund for the cracked headphones and a new delivery date";
+        let first = embedder.embed(text);
+        for _ in 0..20 {
+            assert!(
+                embedder
+                    .embed(text)
+                    .iter()
+                    .zip(&first)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
+        }
     }
 
     #[test]
