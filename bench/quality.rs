@@ -13,7 +13,7 @@
 //!
 //!   QUALITY_EMBEDDINGS_URL=http://127.0.0.1:18001/v1 cargo bench --bench quality
 //!   QUALITY_FACETS_URL=http://127.0.0.1:18002/v1 QUALITY_FACETS_MODEL=qwen … (optional)
-//!   QUALITY_TRACES=1200 (default)
+//!   QUALITY_TRACES=1200 (default); QUALITY_DISTANCE_THRESHOLD=0.15 (topics.distance_threshold)
 
 use prost::Message;
 use std::collections::HashMap;
@@ -166,7 +166,13 @@ fn evaluate(vectors: &[Vec<f32>], texts: &[String], truth: &[i32]) -> Row {
             .entry(train_truth[k])
             .or_default() += 1;
     }
-    let topics_config = TopicsConfig::default();
+    let mut topics_config = TopicsConfig::default();
+    if let Some(t) = std::env::var("QUALITY_DISTANCE_THRESHOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        topics_config.distance_threshold = t;
+    }
     let map = TopicMap {
         facet: "task".into(),
         version: 1,
