@@ -168,6 +168,7 @@ impl Sidecar {
                     max_delay: config.classify.max_enrichment_delay.get(),
                     target,
                     late_span_memory: config.classify.late_span_memory,
+                    summary_max_chars: config.classify.summary_max_chars,
                 })
             }
             _ => None,

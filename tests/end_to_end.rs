@@ -168,6 +168,7 @@ async fn traces_get_topics_from_an_automated_map_and_keep_them_across_regenerati
     config.topics.min_traces = 90;
     config.topics.min_unique_summaries = 60;
     config.classify.max_enrichment_delay = HumanDuration::from_secs(30);
+    config.classify.emit_reclassified = true;
     let storage = config.storage.clone();
     let sidecar = Sidecar::start(config).await.unwrap();
     let topics = sidecar.topics().expect("topic automation runs").clone();
@@ -295,6 +296,11 @@ async fn traces_get_topics_from_an_automated_map_and_keep_them_across_regenerati
     );
     sidecar.shutdown().await;
     drop(topics);
+    assert_eq!(
+        sink.log_records().len(),
+        90,
+        "the regeneration kept every topic id: no trace changed topic, nothing more to tell"
+    );
 
     // The backfill classified the traces stored before the first map, against the newest map.
     let (db, _) = tracetopics::store::open(&storage).unwrap();

@@ -221,3 +221,50 @@ async fn enrich_none_exports_without_waiting_or_attributes() {
     assert!(spans.iter().all(|s| topic_keys(s) == 0));
     assert!(!text.contains("tracetopics_enrichment_traces_total{"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_arriving_after_a_restart_get_the_stored_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let server = ModelServer::start(answers).await;
+    let mut config = config(dir.path(), sink.addr);
+    config.models.facets = remote(&server, Duration::from_secs(10));
+    config.models.embeddings = remote(&server, Duration::from_secs(10));
+    config.classify.enrich = EnrichMode::All;
+    let sidecar = Sidecar::start(config.clone()).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client
+        .export(request("shop", "s", conversation(6)))
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for_spans(3, WAIT).await, 3);
+    sidecar.shutdown().await;
+
+    // After the restart nothing in memory knows trace 6: its straggler is assembled as a trace
+    // of its own, with no conversation to facet, and gets the stored summaries.
+    let sidecar = Sidecar::start(config).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    let mut straggler = rich_span(6, 9);
+    straggler.events.clear();
+    straggler.attributes.clear();
+    client
+        .export(request("shop", "s", vec![straggler]))
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for_spans(4, WAIT).await, 4);
+    sidecar.shutdown().await;
+    let spans: Vec<Span> = sink.spans().into_iter().map(|(_, _, s)| s).collect();
+    let late = spans
+        .iter()
+        .find(|s| s.span_id == common::span_id(6, 9))
+        .unwrap();
+    assert_eq!(
+        string_value(late, "tracetopics.facet.task").as_deref(),
+        Some("Find out where a refund is")
+    );
+    assert_eq!(
+        server.wait_for_requests(2, WAIT).await,
+        2,
+        "no second facet call"
+    );
+}

@@ -1,7 +1,8 @@
 //! The attribute contract: what a classified trace's spans carry. Documented in the README as a
 //! stable API; change it only with a major version.
 
-use crate::store::facets::FacetRecord;
+use crate::store::facets::{self, FacetRecord};
+use crate::store::{StoreError, classifications};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
 /// Label of a trace beyond every topic's distance threshold.
@@ -55,6 +56,29 @@ pub fn topic(classification: &Classification) -> Vec<KeyValue> {
         classification.map_version as i64,
     ));
     attributes
+}
+
+/// The attributes of a trace from its stored facet and classification records (for spans that
+/// arrive after the trace left, when memory no longer has them).
+pub fn stored(
+    db: &redb::Database,
+    trace_id: &[u8; 16],
+    max_chars: usize,
+) -> Result<Vec<KeyValue>, StoreError> {
+    let mut attributes: Vec<KeyValue> = facets::of_trace(db, trace_id)?
+        .iter()
+        .map(|r| facet_summary(r, max_chars))
+        .collect();
+    for record in classifications::of_trace(db, trace_id)? {
+        attributes.extend(topic(&Classification {
+            facet: record.facet,
+            topic_id: record.topic_id,
+            label: record.label,
+            distance: record.distance,
+            map_version: record.map_version,
+        }));
+    }
+    Ok(attributes)
 }
 
 fn string(key: String, value: String) -> KeyValue {

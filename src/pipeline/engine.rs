@@ -58,6 +58,8 @@ pub struct Enrichment {
     pub target: Target,
     /// Enriched traces remembered for their late spans.
     pub late_span_memory: usize,
+    /// Facet summaries on spans are cut to this many characters.
+    pub summary_max_chars: usize,
 }
 
 /// Cloneable sender side of the engine.
@@ -526,6 +528,15 @@ impl Engine {
             pending.remove(k)?;
         }
         let target = self.enrichment.map_or(Target::LocalRoots, |e| e.target);
+        // Nothing from the stages (e.g. a trace re-assembled after a restart, or the rest of one
+        // whose first part was classified): what is stored for it still applies.
+        let stored;
+        let attributes = if attributes.is_empty() {
+            stored = self.stored_attributes(&trace_id);
+            stored.as_deref().map_or(&[][..], Vec::as_slice)
+        } else {
+            attributes
+        };
         if !attributes.is_empty() && !assembled.payload.is_empty() {
             match add_attributes(&assembled.payload, attributes, target) {
                 Ok((payload, _)) => assembled.payload = payload,
@@ -540,11 +551,27 @@ impl Engine {
         Ok(())
     }
 
+    /// The trace's attributes from its stored records, if it has any.
+    fn stored_attributes(&self, trace_id: &TraceId) -> Option<Arc<Vec<KeyValue>>> {
+        let max_chars = self.enrichment?.summary_max_chars;
+        match crate::classify::attributes::stored(&self.db, trace_id, max_chars) {
+            Ok(attributes) if !attributes.is_empty() => Some(Arc::new(attributes)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read a trace's stored topics");
+                None
+            }
+        }
+    }
+
     /// A late chunk of an enriched trace gets its trace's attributes (on its root span in
     /// `root` mode: the local roots it had are long gone).
     fn enrich_late(&self, chunk: &TraceChunk) -> (Vec<u8>, u64) {
         let attributes = match (&self.enrichment, chunk.signal) {
-            (Some(_), Signal::Traces) => self.recent.get(&chunk.trace_id),
+            (Some(_), Signal::Traces) => self
+                .recent
+                .get(&chunk.trace_id)
+                .or_else(|| self.stored_attributes(&chunk.trace_id)),
             _ => None,
         };
         let Some(attributes) = attributes else {
