@@ -271,10 +271,9 @@ async fn spawn(
     let permit = workers.clone().acquire_owned().await.expect("never closed");
     let (shared, park) = (shared.clone(), park.clone());
     tasks.spawn(async move {
-        let _permit = permit;
         // Whatever happens, the ticket is dropped inside: the spans go then, enriched or not,
         // and a retry only completes the facets.
-        let result = process(&shared, &trace, ticket).await;
+        let result = process(&shared, &trace, ticket, permit).await;
         if result.is_ok() && attempts > 0 {
             let key = vec![facet_retry::key(&trace)];
             persist(&shared, move |db| facet_retry::remove(db, &key)).await;
@@ -291,6 +290,7 @@ async fn process(
     shared: &Shared,
     trace: &Preprocessed,
     ticket: Option<EnrichmentTicket>,
+    worker: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), String> {
     let config = &shared.config;
     let meta = &trace.meta;
@@ -393,6 +393,9 @@ async fn process(
     if let Some(classifier) = &shared.classifier {
         classified.iter().for_each(|c| classifier.count(c));
     }
+    // `workers` bounds model calls; the durable write lingers to group commits, and holding a
+    // worker through it would cap the stage at workers / linger traces per second.
+    drop(worker);
     let classified = classified
         .iter()
         .map(|c| crate::classify::stage::record(trace_id, c, time_ms))
