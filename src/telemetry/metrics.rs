@@ -374,14 +374,18 @@ mod tests {
         );
         // Labelled families only appear once they have a series.
         let metrics = Metrics::new();
-        metrics.classified_traces.get_or_create(&TopicLabel {
-            facet: "task".into(),
-            topic_id: "1".into(),
-            topic: "Refunds".into(),
-        });
+        metrics
+            .classified_traces
+            .get_or_create(&TopicLabel {
+                facet: "task".into(),
+                topic_id: "1".into(),
+                topic: "Refunds".into(),
+            })
+            .inc();
         metrics
             .enrichment_traces
-            .get_or_create(&ReasonLabel { reason: "timeout" });
+            .get_or_create(&ReasonLabel { reason: "timeout" })
+            .inc();
         let exported = metrics.encode();
         let names = regex::Regex::new(r"tracetopics_[a-z_]+").unwrap();
         let mut checked = 0;
