@@ -3,15 +3,16 @@
 //! of it into one durable commit per wake-up (group commit), so an OK costs one fsync shared by
 //! every request that arrived meanwhile.
 
+use super::TraceHook;
 use super::hold::{EnrichmentTicket, Held, HeldTrace, RecentlyEnriched};
-use super::{AssembledTrace, TraceHook};
+use super::tables::{CommitOutcome, Output, pending_value, read_trace};
 use crate::assemble::{Assembler, Placement, ReleasedTrace, TraceId};
 use crate::classify::enrich::{Target, add_attributes};
 use crate::receiver::split::{TraceChunk, UNTRACED};
 use crate::store::{self, PENDING, QUEUE, Signal, StoreError};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
@@ -610,92 +611,4 @@ fn placement(assembler: &Assembler, chunk: &TraceChunk) -> Placement {
     } else {
         assembler.placement(&chunk.trace_id)
     }
-}
-
-#[derive(Default)]
-struct CommitOutcome {
-    queued_records: u64,
-    queued_items: u64,
-    late_spans: u64,
-    late_log_records: u64,
-    late_spans_enriched: u64,
-    /// Held traces released, by outcome.
-    enrichment: std::collections::HashMap<&'static str, u64>,
-}
-
-/// What one commit writes to the queue: the next free key and the counts.
-struct Output {
-    key: u64,
-    outcome: CommitOutcome,
-}
-
-impl Output {
-    fn queue(
-        &mut self,
-        queue: &mut redb::Table<u64, &[u8]>,
-        signal: Signal,
-        items: u64,
-        payload: &[u8],
-    ) -> Result<(), StoreError> {
-        queue.insert(
-            self.key,
-            store::queued_value(signal, items as u32, &[payload]).as_slice(),
-        )?;
-        self.key += 1;
-        self.outcome.queued_records += 1;
-        self.outcome.queued_items += items;
-        Ok(())
-    }
-
-    /// Spans before their logs, so a downstream sees the trace the logs point to.
-    fn queue_trace(
-        &mut self,
-        queue: &mut redb::Table<u64, &[u8]>,
-        trace: &AssembledTrace,
-    ) -> Result<(), StoreError> {
-        let records = [
-            (Signal::Traces, trace.spans, &trace.payload),
-            (Signal::Logs, trace.log_records, &trace.logs),
-        ];
-        for (signal, items, payload) in records {
-            if items == 0 && payload.is_empty() {
-                continue;
-            }
-            self.queue(queue, signal, items, payload)?;
-        }
-        Ok(())
-    }
-}
-
-fn pending_value(chunk: &TraceChunk) -> Vec<u8> {
-    store::pending_value(&chunk.trace_id, chunk.signal, chunk.items, &chunk.payload)
-}
-
-/// A trace's stored chunks, concatenated per signal (concatenated `TracesData` or `LogsData`
-/// messages are one message).
-fn read_trace(
-    pending: &redb::Table<u64, &[u8]>,
-    trace_id: TraceId,
-    keys: &[u64],
-) -> Result<AssembledTrace, StoreError> {
-    let mut assembled = AssembledTrace {
-        trace_id,
-        ..AssembledTrace::default()
-    };
-    for k in keys {
-        if let Some(value) = pending.get(k)? {
-            let (_, signal, items, payload) = store::split_pending(value.value());
-            match signal {
-                Signal::Traces => {
-                    assembled.spans += u64::from(items);
-                    assembled.payload.extend_from_slice(payload);
-                }
-                Signal::Logs => {
-                    assembled.log_records += u64::from(items);
-                    assembled.logs.extend_from_slice(payload);
-                }
-            }
-        }
-    }
-    Ok(assembled)
 }

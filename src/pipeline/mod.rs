@@ -3,6 +3,7 @@
 
 mod engine;
 pub mod hold;
+mod tables;
 
 pub use engine::{Command, Engine, EngineHandle, Enrichment, Refusal};
 pub use hold::EnrichmentTicket;
