@@ -88,9 +88,15 @@ fn first_request(segments: &[String]) -> Option<&str> {
 
 fn sentence(text: &str, max_chars: usize) -> String {
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // A sentence ends at . ? ! followed by a space or the end: not inside "emma.li@x.com".
     let end = text
         .char_indices()
-        .find(|(i, c)| matches!(c, '.' | '?' | '!') && *i > 10)
+        .find(|&(i, c)| {
+            let after = i + c.len_utf8();
+            matches!(c, '.' | '?' | '!')
+                && i > 10
+                && text[after..].chars().next().is_none_or(char::is_whitespace)
+        })
         .map_or(text.len(), |(i, c)| i + c.len_utf8());
     let sentence = &text[..end];
     match sentence.char_indices().nth(max_chars) {
@@ -375,6 +381,10 @@ mod tests {
                 "Can I change my delivery address?",
             ),
             ("cancel my plan", "cancel my plan"),
+            (
+                "I'm locked out of my account (emma.li@example.com). Please help.",
+                "I'm locked out of my account (emma.li@example.com).",
+            ),
             (
                 "Delivery was fast as always, but where is my refund for order 7?",
                 "where is my refund for order 7?",
