@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tracetopics::Sidecar;
 use tracetopics::config::types::HumanDuration;
-use tracetopics::model::{ModelConfig, Provider};
+use tracetopics::model::ModelConfig;
 use tracetopics::store::classifications;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -98,14 +98,7 @@ fn answers(_: &str, body: &Value) -> Value {
 }
 
 fn remote(server: &ModelServer) -> ModelConfig {
-    ModelConfig {
-        provider: Provider::Openai,
-        base_url: server.base_url(),
-        model: "m".into(),
-        max_retries: 0,
-        initial_backoff: HumanDuration::from_millis(5),
-        ..ModelConfig::default()
-    }
+    server.model_config()
 }
 
 fn trace(n: u32, text: &str) -> Vec<Span> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tracetopics::Sidecar;
 use tracetopics::classify::config::EnrichMode;
 use tracetopics::config::types::HumanDuration;
-use tracetopics::model::{ModelConfig, Provider};
+use tracetopics::model::ModelConfig;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -28,13 +28,8 @@ fn answers(_: &str, body: &Value) -> Value {
 
 fn remote(server: &ModelServer, timeout: Duration) -> ModelConfig {
     ModelConfig {
-        provider: Provider::Openai,
-        base_url: server.base_url(),
-        model: "m".into(),
-        max_retries: 0,
         timeout: HumanDuration(timeout),
-        initial_backoff: HumanDuration::from_millis(5),
-        ..ModelConfig::default()
+        ..server.model_config()
     }
 }
 

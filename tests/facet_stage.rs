@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::time::Duration;
 use tracetopics::Sidecar;
 use tracetopics::config::types::HumanDuration;
-use tracetopics::model::{ModelConfig, Provider};
+use tracetopics::model::ModelConfig;
 use tracetopics::store::facets;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -25,14 +25,7 @@ fn model_server_answers(_: &str, body: &Value) -> Value {
 }
 
 fn remote(server: &ModelServer) -> ModelConfig {
-    ModelConfig {
-        provider: Provider::Openai,
-        base_url: server.base_url(),
-        model: "m".into(),
-        max_retries: 0,
-        initial_backoff: HumanDuration::from_millis(5),
-        ..ModelConfig::default()
-    }
+    server.model_config()
 }
 
 fn genai_trace(trace: u32) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {

@@ -2,7 +2,7 @@
 //! backfill after every new map.
 
 use super::StoreError;
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// key: trace id (16 bytes) · facet name; value: JSON `ClassificationRecord`.
@@ -23,12 +23,7 @@ pub struct ClassificationRecord {
     pub time_ms: u64,
 }
 
-fn key(trace_id: &[u8; 16], facet: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(16 + facet.len());
-    key.extend_from_slice(trace_id);
-    key.extend_from_slice(facet.as_bytes());
-    key
-}
+use super::trace_key as key;
 
 fn decode(key: &[u8], value: &[u8]) -> Option<ClassificationRecord> {
     let mut record: ClassificationRecord = serde_json::from_slice(value).ok()?;
@@ -74,20 +69,7 @@ pub fn of_trace(
     db: &Database,
     trace_id: &[u8; 16],
 ) -> Result<Vec<ClassificationRecord>, StoreError> {
-    let tx = db.begin_read()?;
-    let table = match tx.open_table(CLASSIFICATIONS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut end = trace_id.to_vec();
-    end.push(0xff);
-    let mut out = Vec::new();
-    for entry in table.range(trace_id.as_slice()..end.as_slice())? {
-        let (k, v) = entry?;
-        out.extend(decode(k.value(), v.value()));
-    }
-    Ok(out)
+    super::rows_of_trace(db, CLASSIFICATIONS, trace_id, decode)
 }
 
 /// Deletes the classifications of these (trace, facet) keys (retention follows the facets).

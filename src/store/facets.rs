@@ -46,12 +46,7 @@ mod hex_id {
     }
 }
 
-fn key(trace_id: &[u8; 16], facet: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(16 + facet.len());
-    key.extend_from_slice(trace_id);
-    key.extend_from_slice(facet.as_bytes());
-    key
-}
+use super::trace_key as key;
 
 fn encode(record: &FacetRecord) -> Vec<u8> {
     let header = serde_json::to_vec(record).expect("records serialize");
@@ -97,20 +92,7 @@ pub fn put(db: &Database, records: &[FacetRecord]) -> Result<(), StoreError> {
 
 /// Every facet record of one trace.
 pub fn of_trace(db: &Database, trace_id: &[u8; 16]) -> Result<Vec<FacetRecord>, StoreError> {
-    let tx = db.begin_read()?;
-    let table = match tx.open_table(FACETS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut end = trace_id.to_vec();
-    end.push(0xff);
-    let mut out = Vec::new();
-    for entry in table.range(trace_id.as_slice()..end.as_slice())? {
-        let (_, value) = entry?;
-        out.extend(decode(value.value()));
-    }
-    Ok(out)
+    super::rows_of_trace(db, FACETS, trace_id, |_, value| decode(value))
 }
 
 /// Records of `facet` created at or after `since_ms`, oldest first.

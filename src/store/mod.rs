@@ -85,6 +85,39 @@ redb_errors!(
     redb::CommitError
 );
 
+/// The key of a per-(trace, facet) row: trace id (16 bytes) · facet name, so one trace's rows
+/// are one key range.
+pub(crate) fn trace_key(trace_id: &[u8; 16], facet: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(16 + facet.len());
+    key.extend_from_slice(trace_id);
+    key.extend_from_slice(facet.as_bytes());
+    key
+}
+
+/// Every row of `table` keyed by `trace_key(trace_id, …)`, decoded (rows that do not decode are
+/// skipped); none while the table does not exist yet.
+pub(crate) fn rows_of_trace<T>(
+    db: &Database,
+    table: TableDefinition<&[u8], &[u8]>,
+    trace_id: &[u8; 16],
+    decode: impl Fn(&[u8], &[u8]) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let tx = db.begin_read()?;
+    let table = match tx.open_table(table) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut end = trace_id.to_vec();
+    end.push(0xff);
+    let mut out = Vec::new();
+    for entry in table.range(trace_id.as_slice()..end.as_slice())? {
+        let (key, value) = entry?;
+        out.extend(decode(key.value(), value.value()));
+    }
+    Ok(out)
+}
+
 /// A buffered chunk found at start-up, to be put back into the assembler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveredChunk {

@@ -63,6 +63,18 @@ impl ModelServer {
         ModelServer { addr, state }
     }
 
+    /// A model config pointing here: no retries, short back-off (tests script the failures).
+    pub fn model_config(&self) -> tracetopics::model::ModelConfig {
+        tracetopics::model::ModelConfig {
+            provider: tracetopics::model::Provider::Openai,
+            base_url: self.base_url(),
+            model: "m".into(),
+            max_retries: 0,
+            initial_backoff: tracetopics::config::types::HumanDuration::from_millis(5),
+            ..Default::default()
+        }
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
