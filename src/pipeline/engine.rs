@@ -462,7 +462,17 @@ impl Engine {
                     )?;
                 }
             }
-            for (trace_id, held) in self.held.take_due(now) {
+            // Past their deadline, or all of them at shutdown: they leave without attributes.
+            let mut expired: Vec<_> = self
+                .held
+                .take_due(now)
+                .into_iter()
+                .map(|trace| (trace, "timeout"))
+                .collect();
+            if release_all {
+                expired.extend(self.held.take_all().into_iter().map(|t| (t, "shutdown")));
+            }
+            for ((trace_id, held), outcome) in expired {
                 self.release_held(
                     &mut pending,
                     &mut queue,
@@ -470,21 +480,8 @@ impl Engine {
                     trace_id,
                     held,
                     &[],
-                    "timeout",
+                    outcome,
                 )?;
-            }
-            if release_all {
-                for (trace_id, held) in self.held.take_all() {
-                    self.release_held(
-                        &mut pending,
-                        &mut queue,
-                        &mut out,
-                        trace_id,
-                        held,
-                        &[],
-                        "shutdown",
-                    )?;
-                }
             }
         }
         tx.commit()?;
