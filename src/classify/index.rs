@@ -2,6 +2,7 @@
 //! HNSW graph (`instant-distance`) for maps with many topics. Both return the cosine distance
 //! (1 − cos) of unit vectors, so thresholds mean the same whichever index answers.
 
+use super::quantized::{Quantized, has_vnni};
 use crate::cluster::vectors::dot;
 use crate::topics::TopicMap;
 use instant_distance::{Builder, HnswMap, Search};
@@ -9,15 +10,16 @@ use std::cell::RefCell;
 
 /// Topic count from which `IndexKind::Auto` builds an HNSW graph instead of scanning.
 ///
-/// Measured with `cargo bench --bench classify` (release, 2-core VM, AVX2 scan, HNSW
-/// ef_search 32; random unit centroids, queries at cos ≈ 0.7 to one of them), p50 µs per query:
+/// Measured with `cargo bench --bench classify` (release, 2-core VM, HNSW ef_search 32; random
+/// unit centroids, queries at cos ≈ 0.7 to one of them), p50 µs per query. "f32 scan" is the
+/// AVX2 scan of session 3; "scan" the int8-ranked one used from `QUANTIZED_MIN_TOPICS` topics:
 ///
-/// | topics × dim | scan  | HNSW | HNSW build |
-/// |--------------|-------|------|------------|
-/// | 100 × 384    | 2.3   | 17   | 0.1 s      |
-/// | 1,000 × 384  | 22    | 105  | 2.7 s      |
-/// | 1,000 × 1024 | 59    | 212  | 7.4 s      |
-/// | 10,000 × 384 | 229   | 709  | 79 s       |
+/// | topics × dim | f32 scan | scan | HNSW | HNSW build |
+/// |--------------|----------|------|------|------------|
+/// | 100 × 384    | 2.3      | 1.8  | 17   | 0.1 s      |
+/// | 1,000 × 384  | 22       | 8.5  | 105  | 2.7 s      |
+/// | 1,000 × 1024 | 59       | 17   | 212  | 7.4 s      |
+/// | 10,000 × 384 | 229      |      | 709  | 79 s       |
 ///
 /// The scan won at every size measured, by 3× or more, and builds in milliseconds; there is
 /// no crossover up to 10,000 topics (far more than a topic map has). The cutoff is therefore
@@ -143,7 +145,7 @@ impl CentroidIndex {
                     .build(points, values),
             )
         } else {
-            Backend::BruteForce(BruteForce { dim, data })
+            Backend::BruteForce(BruteForce::new(dim, data))
         };
         Ok(Self {
             dim,
@@ -209,26 +211,73 @@ impl CentroidIndex {
     }
 }
 
+/// Topic count from which the scan first ranks int8 codes of the centroids (where the CPU has
+/// AVX-512 VNNI). Below it the f32 rows are small enough that quantizing the query costs more
+/// than it saves (`cargo bench --bench classify`: see `bench/classify.rs`).
+pub const QUANTIZED_MIN_TOPICS: usize = 64;
+
 /// All centroids row after row, so a query streams through one buffer.
 struct BruteForce {
     dim: usize,
     data: Vec<f32>,
+    /// Built only where the CPU has AVX-512 VNNI (and so `nearest_vnni` may run).
+    quantized: Option<Quantized>,
 }
 
 impl BruteForce {
+    fn new(dim: usize, data: Vec<f32>) -> Self {
+        let topics = data.len().checked_div(dim).unwrap_or(0);
+        let quantized =
+            (topics >= QUANTIZED_MIN_TOPICS && has_vnni()).then(|| Quantized::new(&data, dim));
+        BruteForce {
+            dim,
+            data,
+            quantized,
+        }
+    }
+
     /// The default x86-64 target only guarantees SSE2; the whole scan (not each dot product)
     /// is dispatched once to a copy compiled for AVX2+FMA when the CPU has it, so the inner
     /// loop inlines into that copy.
     fn nearest(&self, query: &[f32]) -> Option<(usize, f32)> {
         #[cfg(target_arch = "x86_64")]
+        if let Some(quantized) = &self.quantized {
+            let dim = self.dim;
+            // SAFETY (both): `quantized` is only built when `has_vnni`, which includes AVX2+FMA.
+            let exact =
+                |r: usize| unsafe { distance_avx2_fma(&self.data[r * dim..(r + 1) * dim], query) };
+            if let Some(found) = unsafe { quantized.nearest_vnni(query, exact) } {
+                return Some(found);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if has_avx2_fma() {
                 // SAFETY: the CPU supports the features the function was compiled for.
                 return unsafe { scan_avx2_fma(&self.data, self.dim, query) };
             }
         }
         scan::<false>(&self.data, self.dim, query)
     }
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The same arithmetic as one step of `scan::<true>`, so a re-scored row gets the exact
+/// distance the full scan would give it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn distance_avx2_fma(row: &[f32], query: &[f32]) -> f32 {
+    1.0 - dot_lanes::<true>(row, query)
 }
 
 #[cfg(target_arch = "x86_64")]

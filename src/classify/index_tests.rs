@@ -183,3 +183,34 @@ fn dot_lanes_match_a_naive_sum() {
         assert!((dot_lanes::<true>(&a, &b) - naive).abs() < 1e-4);
     }
 }
+
+/// From `QUANTIZED_MIN_TOPICS` on, the scan ranks int8 codes first (on CPUs with AVX-512
+/// VNNI); it must still return exactly the plain f32 scan's answer, also when related topics
+/// sit close together.
+#[test]
+fn scan_of_a_large_grouped_map_matches_a_plain_f32_scan() {
+    use crate::classify::synthetic::grouped_map;
+    let map = grouped_map(QUANTIZED_MIN_TOPICS * 3, 256, 8, 9);
+    let index = exact(&map);
+    let mut rng = fastrand::Rng::with_seed(10);
+    for i in 0..300 {
+        let q = if i % 4 == 0 {
+            random_unit(&mut rng, 256)
+        } else {
+            {
+                let t = rng.usize(..map.topics.len());
+                near(&mut rng, &map.topics[t].centroid, 0.5)
+            }
+        };
+        let plain = map
+            .topics
+            .iter()
+            .map(|t| 1.0 - dot(&t.centroid, &q))
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        let (topic, distance) = index.nearest(&q).unwrap().unwrap();
+        assert_eq!(topic, plain.0, "query {i}");
+        assert!((distance - plain.1).abs() < 1e-5, "query {i}");
+    }
+}

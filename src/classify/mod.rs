@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod config;
 pub mod enrich;
 pub mod index;
+mod quantized;
 pub mod stage;
 pub mod synthetic;
 

@@ -37,6 +37,22 @@ pub fn random_map(topics: usize, dim: usize, seed: u64) -> TopicMap {
     }
 }
 
+/// Like `random_map`, but the centroids come in groups of `group` around shared directions
+/// (cos ≈ 0.85 within a group), as related topics of a real map do: the harder case for a scan
+/// that prunes by bounds.
+pub fn grouped_map(topics: usize, dim: usize, group: usize, seed: u64) -> TopicMap {
+    let mut map = random_map(topics, dim, seed);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x9e37_79b9);
+    let mut center = Vec::new();
+    for (i, topic) in map.topics.iter_mut().enumerate() {
+        if i % group.max(1) == 0 {
+            center = random_unit(&mut rng, dim);
+        }
+        topic.centroid = near(&mut rng, &center, 0.4);
+    }
+    map
+}
+
 pub fn random_unit(rng: &mut fastrand::Rng, dim: usize) -> Vec<f32> {
     let mut v: Vec<f32> = (0..dim).map(|_| gaussian(rng)).collect();
     normalize(&mut v);
