@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracetopics::{Config, Sidecar};
 
 /// Tracetopics — an OpenTelemetry-collector-style sidecar that gives every agent trace a topic.
@@ -122,6 +123,9 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Give up waiting for the running sidecar's answer after this long.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
         /// Configuration file (storage path, admin endpoint, models); defaults without one.
         #[arg(short, long, value_name = "FILE", env = "TRACETOPICS_CONFIG")]
         config: Option<PathBuf>,
@@ -142,6 +146,9 @@ enum TopicsCommand {
     Regenerate {
         #[arg(long)]
         facet: String,
+        /// Give up waiting for the new map after this long (the sidecar finishes it anyway).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
         /// Configuration file (storage path, admin endpoint, models); defaults without one.
         #[arg(short, long, value_name = "FILE", env = "TRACETOPICS_CONFIG")]
         config: Option<PathBuf>,
@@ -191,9 +198,11 @@ fn main() -> ExitCode {
         Command::Topics { command } => {
             let (config, result) = match command {
                 TopicsCommand::Show { facet, config } => (config, TopicsAction::Show(facet)),
-                TopicsCommand::Regenerate { facet, config } => {
-                    (config, TopicsAction::Regenerate(facet))
-                }
+                TopicsCommand::Regenerate {
+                    facet,
+                    timeout,
+                    config,
+                } => (config, TopicsAction::Regenerate(facet, timeout)),
             };
             let Some(config) = load_or_default(config) else {
                 return ExitCode::FAILURE;
@@ -202,8 +211,8 @@ fn main() -> ExitCode {
                 TopicsAction::Show(facet) => {
                     tracetopics::topics::cli::show(&config, facet.as_deref())
                 }
-                TopicsAction::Regenerate(facet) => {
-                    tracetopics::topics::cli::regenerate(&config, &facet)
+                TopicsAction::Regenerate(facet, timeout) => {
+                    tracetopics::topics::cli::regenerate(&config, &facet, timeout)
                 }
             })
         }
@@ -214,6 +223,7 @@ fn main() -> ExitCode {
             algorithm,
             k,
             json,
+            timeout,
             config,
         } => {
             let Some(config) = load_or_default(config) else {
@@ -226,7 +236,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            print_result(tracetopics::topics::cli::cluster(&config, &request, json))
+            print_result(tracetopics::topics::cli::cluster(
+                &config, &request, json, timeout,
+            ))
         }
         Command::Run { config: path } => {
             let config = match Config::load(&path) {
@@ -251,7 +263,7 @@ fn main() -> ExitCode {
 
 enum TopicsAction {
     Show(Option<String>),
-    Regenerate(String),
+    Regenerate(String, Duration),
 }
 
 /// The config file, or the defaults without one; `None` (reported) when it is invalid.

@@ -233,3 +233,34 @@ fn with_a_running_sidecar_the_commands_go_through_its_admin_endpoint() {
         "exited by itself after SIGTERM: {status:?}"
     );
 }
+
+/// An admin endpoint that accepts the connection and never answers (a wedged sidecar) must not
+/// hang the command: `--timeout` ends it with an error that says what happened.
+#[test]
+fn a_sidecar_that_never_answers_times_out_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  path: {}\ntopics:\n  admin:\n    endpoint: 127.0.0.1:{port}\n",
+            dir.path().join("t.redb").display()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &["topics", "regenerate", "--facet", "task", "--timeout", "1s"],
+        &config,
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("did not answer within 1s"), "{err}");
+}

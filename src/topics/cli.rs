@@ -34,17 +34,23 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building a tokio runtime")
 }
 
+/// Reading maps is quick; a sidecar that does not answer this in time is stuck.
+const SHOW_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Sends one request to the admin endpoint; the answer's JSON on success.
+/// `timeout` bounds the whole exchange: a wedged sidecar must not hang a script that calls us.
 fn call_admin(
     config: &Config,
     method: reqwest::Method,
     path: &str,
     body: Option<String>,
+    timeout: Duration,
 ) -> Result<serde_json::Value, AdminError> {
     let url = format!("{}{path}", admin_base(config));
     runtime().block_on(async {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
+            .timeout(timeout)
             .build()
             .map_err(|e| AdminError::Failed(e.to_string()))?;
         let mut request = client.request(method, &url);
@@ -56,6 +62,12 @@ fn call_admin(
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 AdminError::NotRunning(format!("no sidecar answers at {url}"))
+            } else if e.is_timeout() {
+                AdminError::Failed(format!(
+                    "{url} did not answer within {}; the sidecar goes on with the work, \
+                     `tracetopics topics show` shows the result once it is done",
+                    humantime::format_duration(timeout)
+                ))
             } else {
                 AdminError::Failed(format!("{url}: {e}"))
             }
@@ -95,9 +107,9 @@ fn open_local(config: &Config) -> Result<redb::Database, String> {
 }
 
 /// `topics regenerate --facet NAME`: asks the running sidecar to rebuild the map now.
-pub fn regenerate(config: &Config, facet: &str) -> Result<String, String> {
+pub fn regenerate(config: &Config, facet: &str, timeout: Duration) -> Result<String, String> {
     let path = format!("/topics/{facet}/regenerate");
-    match call_admin(config, reqwest::Method::POST, &path, None) {
+    match call_admin(config, reqwest::Method::POST, &path, None, timeout) {
         Ok(map) => {
             let map: super::TopicMap =
                 serde_json::from_value(map).map_err(|e| format!("unexpected answer: {e}"))?;
@@ -112,29 +124,30 @@ pub fn regenerate(config: &Config, facet: &str) -> Result<String, String> {
 
 /// `topics show [--facet NAME]`: the current maps, from the sidecar or the storage file.
 pub fn show(config: &Config, facet: Option<&str>) -> Result<String, String> {
-    let views: Vec<FacetView> = match call_admin(config, reqwest::Method::GET, "/topics", None) {
-        Ok(value) => {
-            serde_json::from_value::<TopicsView>(value)
-                .map_err(|e| format!("unexpected answer: {e}"))?
-                .facets
-        }
-        Err(AdminError::Failed(why)) => return Err(why),
-        Err(AdminError::NotRunning(_)) => {
-            let db = open_local(config)?;
-            configured_facets(config)
-                .into_iter()
-                .map(|f| -> Result<FacetView, String> {
-                    Ok(FacetView {
-                        state: topic_store::state(&db, &f)
-                            .map_err(|e| e.to_string())?
-                            .unwrap_or_default(),
-                        map: topic_store::latest(&db, &f).map_err(|e| e.to_string())?,
-                        facet: f,
+    let views: Vec<FacetView> =
+        match call_admin(config, reqwest::Method::GET, "/topics", None, SHOW_TIMEOUT) {
+            Ok(value) => {
+                serde_json::from_value::<TopicsView>(value)
+                    .map_err(|e| format!("unexpected answer: {e}"))?
+                    .facets
+            }
+            Err(AdminError::Failed(why)) => return Err(why),
+            Err(AdminError::NotRunning(_)) => {
+                let db = open_local(config)?;
+                configured_facets(config)
+                    .into_iter()
+                    .map(|f| -> Result<FacetView, String> {
+                        Ok(FacetView {
+                            state: topic_store::state(&db, &f)
+                                .map_err(|e| e.to_string())?
+                                .unwrap_or_default(),
+                            map: topic_store::latest(&db, &f).map_err(|e| e.to_string())?,
+                            facet: f,
+                        })
                     })
-                })
-                .collect::<Result<_, _>>()?
-        }
-    };
+                    .collect::<Result<_, _>>()?
+            }
+        };
     let chosen: Vec<&FacetView> = views
         .iter()
         .filter(|v| facet.is_none_or(|f| v.facet == f))
@@ -222,17 +235,27 @@ pub fn render_map(map: &super::TopicMap) -> String {
 
 /// `cluster`: ad-hoc clustering of a filtered subset, through the sidecar or locally (with a
 /// progress bar). Returns the rendered table, or the report as JSON.
-pub fn cluster(config: &Config, request: &ClusterRequest, as_json: bool) -> Result<String, String> {
+pub fn cluster(
+    config: &Config,
+    request: &ClusterRequest,
+    as_json: bool,
+    timeout: Duration,
+) -> Result<String, String> {
     adhoc::plan(config, request)?;
     let body = serde_json::to_string(request).expect("requests serialize");
-    let report: ClusterReport =
-        match call_admin(config, reqwest::Method::POST, "/cluster", Some(body)) {
-            Ok(value) => {
-                serde_json::from_value(value).map_err(|e| format!("unexpected answer: {e}"))?
-            }
-            Err(AdminError::Failed(why)) => return Err(why),
-            Err(AdminError::NotRunning(_)) => cluster_locally(config, request)?,
-        };
+    let report: ClusterReport = match call_admin(
+        config,
+        reqwest::Method::POST,
+        "/cluster",
+        Some(body),
+        timeout,
+    ) {
+        Ok(value) => {
+            serde_json::from_value(value).map_err(|e| format!("unexpected answer: {e}"))?
+        }
+        Err(AdminError::Failed(why)) => return Err(why),
+        Err(AdminError::NotRunning(_)) => cluster_locally(config, request)?,
+    };
     Ok(if as_json {
         serde_json::to_string_pretty(&report).expect("reports serialize")
     } else {
