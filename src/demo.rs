@@ -69,6 +69,9 @@ impl TraceService for DemoSink {
 
 pub async fn run(options: DemoOptions) -> Result<(), String> {
     let mut config = options.config.clone();
+    for moved in move_taken_ports(&mut config) {
+        println!("{moved}");
+    }
     let storage = tempfile_dir()?;
     config.storage.path = storage.join("tracetopics.redb");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -126,6 +129,39 @@ pub async fn run(options: DemoOptions) -> Result<(), String> {
         report.spans_left
     );
     result
+}
+
+/// The example listens on the collector's well-known ports; one that is already taken (a local
+/// collector on 4317, say) would stop the demo, so it moves to a free port and says so.
+fn move_taken_ports(config: &mut Config) -> Vec<String> {
+    let protocols = &mut config.receivers.otlp.protocols;
+    let mut endpoints: Vec<(&str, &mut crate::config::types::Endpoint)> = vec![
+        ("metrics", &mut config.telemetry.metrics.endpoint),
+        ("health check", &mut config.health_check.endpoint),
+        ("topics admin", &mut config.topics.admin.endpoint),
+    ];
+    if let Some(grpc) = protocols.grpc.as_mut() {
+        endpoints.push(("OTLP/gRPC receiver", &mut grpc.endpoint));
+    }
+    if let Some(http) = protocols.http.as_mut() {
+        endpoints.push(("OTLP/HTTP receiver", &mut http.endpoint));
+    }
+    let mut moved = Vec::new();
+    for (what, endpoint) in endpoints {
+        if endpoint.port == 0 {
+            continue;
+        }
+        if let Err(e) = std::net::TcpListener::bind(endpoint.address()) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                moved.push(format!(
+                    "{} is in use (another collector?): the demo's {what} takes a free port instead",
+                    endpoint.address()
+                ));
+                endpoint.port = 0;
+            }
+        }
+    }
+    moved
 }
 
 async fn drive(
@@ -331,4 +367,35 @@ fn tempfile_dir() -> Result<std::path::PathBuf, String> {
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::types::Endpoint;
+
+    #[test]
+    fn a_taken_port_moves_to_a_free_one_and_free_ports_stay() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let free_port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut config = Config::default();
+        let protocols = &mut config.receivers.otlp.protocols;
+        protocols.grpc.as_mut().unwrap().endpoint = Endpoint::new("127.0.0.1", taken_port);
+        protocols.http.as_mut().unwrap().endpoint = Endpoint::new("127.0.0.1", free_port);
+        config.telemetry.metrics.endpoint = Endpoint::new("127.0.0.1", 0);
+        config.health_check.endpoint = Endpoint::new("127.0.0.1", 0);
+        config.topics.admin.endpoint = Endpoint::new("127.0.0.1", 0);
+
+        let moved = move_taken_ports(&mut config);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(moved[0].contains(&format!("127.0.0.1:{taken_port} is in use")));
+        let protocols = &config.receivers.otlp.protocols;
+        assert_eq!(protocols.grpc.as_ref().unwrap().endpoint.port, 0);
+        assert_eq!(protocols.http.as_ref().unwrap().endpoint.port, free_port);
+        drop(taken);
+    }
 }
