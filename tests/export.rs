@@ -224,3 +224,34 @@ async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gz
     assert!(*sink.attempts.lock().unwrap() >= 3);
     sidecar.shutdown().await;
 }
+
+/// OTLP/HTTP to an `https://` downstream, trusted through `tls.ca_file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_exporter_sends_over_tls_to_an_https_endpoint() {
+    let sink = HttpSink {
+        spans: Arc::new(tokio::sync::watch::channel(0).0),
+        ..Default::default()
+    };
+    // The sink's first two answers are 503s: the retries go over TLS too.
+    let router = axum::Router::new()
+        .route("/v1/traces", axum::routing::post(http_sink_handler))
+        .with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let proxy = common::tls::tls_proxy(plain).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), plain);
+    config.exporters.otlp.protocol = ExportProtocol::Http;
+    config.exporters.otlp.endpoint = format!("https://localhost:{}", proxy.port());
+    config.exporters.otlp.tls.ca_file = Some(common::tls::fixture("ca.pem"));
+    let sidecar = Sidecar::start(config).await.unwrap();
+    send_traces(sidecar.addresses.grpc.unwrap(), 3, 2).await;
+    let mut seen = sink.spans.subscribe();
+    tokio::time::timeout(WAIT, seen.wait_for(|n| *n >= 6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sidecar.shutdown().await.spans_left, 0);
+}

@@ -253,3 +253,45 @@ async fn requests_per_minute_paces_calls() {
         started.elapsed()
     );
 }
+
+/// `https://` model endpoints: verified against the system roots plus `tls.ca_file`; a server
+/// whose certificate nobody vouches for is refused before any request (and API key) is sent.
+#[tokio::test]
+async fn https_endpoints_are_verified_against_the_configured_ca() {
+    use common::tls::{fixture, tls_proxy};
+    use tracetopics::config::tls::ClientTlsConfig;
+    let server = ModelServer::start(|_, _| chat_reply("{\"task\": \"greet\"}", 7)).await;
+    let proxy = tls_proxy(server.addr).await;
+    let https = |tls: ClientTlsConfig| ModelConfig {
+        base_url: format!("https://127.0.0.1:{}/v1", proxy.port()),
+        max_retries: 0,
+        tls,
+        ..config(&server)
+    };
+
+    let untrusted = OpenAiClient::new(&https(ClientTlsConfig::default())).unwrap();
+    let err = untrusted.chat(&request()).await.unwrap_err();
+    assert!(
+        server.requests().is_empty(),
+        "nothing may reach the server: {err:?}"
+    );
+
+    let trusted = OpenAiClient::new(&https(ClientTlsConfig {
+        ca_file: Some(fixture("ca.pem")),
+        ..Default::default()
+    }))
+    .unwrap();
+    let reply = trusted.chat(&request()).await.unwrap();
+    assert_eq!(reply.prompt_tokens, 7);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].1["authorization"], "Bearer sk-test-123");
+
+    let skip = OpenAiClient::new(&https(ClientTlsConfig {
+        insecure_skip_verify: true,
+        ..Default::default()
+    }))
+    .unwrap();
+    skip.chat(&request()).await.unwrap();
+    assert_eq!(server.requests().len(), 2);
+}

@@ -3,6 +3,7 @@
 //! the YAML path that holds it.
 
 pub mod env;
+pub mod tls;
 pub mod types;
 
 use crate::assemble::config::AssemblerConfig;

@@ -76,7 +76,9 @@ impl OtlpClient {
             }
             ExportTarget::Http(url) => {
                 let headers = crate::config::types::secret_headers(&config.headers)?;
-                let client = reqwest::Client::builder()
+                let client = config
+                    .tls
+                    .apply(reqwest::Client::builder())?
                     .timeout(timeout)
                     .connect_timeout(timeout)
                     .user_agent(concat!("tracetopics/", env!("CARGO_PKG_VERSION")))

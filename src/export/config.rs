@@ -31,10 +31,10 @@ pub enum Compression {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
-    /// `grpc`: `host:port` or `http://host:port`. `http`: base URL such as
-    /// `http://collector:4318` (`/v1/traces` is appended). Default `localhost:14317` (not 4317,
-    /// which is this sidecar's own receiver).
-    /// Only plaintext is supported in this build (`https://` is rejected).
+    /// `grpc`: `host:port` or `http://host:port` (plaintext only in this build). `http`: base
+    /// URL such as `http://collector:4318` or `https://otlp.example.com` (`/v1/traces` is
+    /// appended; `https://` uses TLS). Default `localhost:14317` (not 4317, which is this
+    /// sidecar's own receiver).
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
     /// `grpc` (default) or `http` (OTLP/HTTP protobuf).
@@ -56,6 +56,10 @@ pub struct OtlpExporterConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub batch: BatchConfig,
+    /// Verification of an `https://` endpoint (`protocol: http`): `ca_file`,
+    /// `insecure_skip_verify`.
+    #[serde(default)]
+    pub tls: crate::config::tls::ClientTlsConfig,
 }
 
 impl Default for OtlpExporterConfig {
@@ -69,6 +73,7 @@ impl Default for OtlpExporterConfig {
             retry_on_failure: RetryConfig::default(),
             sending_queue: SendingQueueConfig::default(),
             batch: BatchConfig::default(),
+            tls: Default::default(),
         }
     }
 }

@@ -16,19 +16,20 @@ impl ExportTarget {
         if raw.is_empty() {
             return Err("must not be empty".into());
         }
-        if raw.starts_with("https://") {
-            return Err(format!(
-                "`{raw}`: TLS is not supported in this build; use a plaintext `http://` endpoint (e.g. a local collector)"
-            ));
-        }
-        let without_scheme = match raw.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some((scheme, _)) => {
+        let (scheme, without_scheme) = match raw.split_once("://") {
+            Some(("http", rest)) => ("http", rest),
+            Some(("https", rest)) if config.protocol == ExportProtocol::Http => ("https", rest),
+            Some(("https", _)) => {
                 return Err(format!(
-                    "`{raw}`: unsupported scheme `{scheme}`; use `http://`"
+                    "`{raw}`: TLS is not supported by the gRPC exporter in this build; use `protocol: http` with this https:// endpoint, or a plaintext local collector"
                 ));
             }
-            None => raw,
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "`{raw}`: unsupported scheme `{scheme}`; use `http://` (or `https://` with `protocol: http`)"
+                ));
+            }
+            None => ("http", raw),
         };
         let (authority, path) = match without_scheme.find('/') {
             Some(i) => (&without_scheme[..i], &without_scheme[i..]),
@@ -55,7 +56,7 @@ impl ExportTarget {
                     format!("{path}/v1/traces")
                 };
                 Ok(ExportTarget::Http(format!(
-                    "http://{}{}",
+                    "{scheme}://{}{}",
                     endpoint.address(),
                     path
                 )))
@@ -98,6 +99,12 @@ mod tests {
         assert_eq!(
             target("http://c:4318/v1/traces", ExportProtocol::Http),
             Ok(ExportTarget::Http("http://c:4318/v1/traces".into()))
+        );
+        assert_eq!(
+            target("https://otlp.example.com:443/otlp", ExportProtocol::Http),
+            Ok(ExportTarget::Http(
+                "https://otlp.example.com:443/otlp/v1/traces".into()
+            ))
         );
     }
 

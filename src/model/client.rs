@@ -48,11 +48,6 @@ impl OpenAiClient {
                 "base_url `{url}` must start with http:// or https://"
             ));
         }
-        if url.starts_with("https://") {
-            return Err(format!(
-                "base_url `{url}`: TLS is not supported in this build; use a local http:// endpoint or a TLS-terminating proxy"
-            ));
-        }
         if config.model.trim().is_empty() {
             return Err("model must be set".into());
         }
@@ -64,7 +59,9 @@ impl OpenAiClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let http = config
+            .tls
+            .apply(reqwest::Client::builder())?
             .default_headers(headers)
             .timeout(config.timeout.get())
             .connect_timeout(config.timeout.get().min(std::time::Duration::from_secs(10)))

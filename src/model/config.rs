@@ -11,7 +11,8 @@ pub struct ModelConfig {
     /// `builtin` (deterministic offline models for development and demos; see README).
     #[serde(default)]
     pub provider: Provider,
-    /// Base URL including the version prefix, e.g. `http://localhost:8000/v1`.
+    /// Base URL including the version prefix, e.g. `http://localhost:8000/v1` or
+    /// `https://api.openai.com/v1` (TLS, verified against the system's root certificates).
     #[serde(default)]
     pub base_url: String,
     /// The model name sent in each request.
@@ -64,6 +65,10 @@ pub struct ModelConfig {
     /// Default true.
     #[serde(default = "yes")]
     pub json_schema: bool,
+    /// Verification of `https://` servers: `ca_file` (a private CA, trusted besides the
+    /// system's roots), `insecure_skip_verify` (testing only).
+    #[serde(default)]
+    pub tls: crate::config::tls::ClientTlsConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod openai;
+pub mod tls;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,

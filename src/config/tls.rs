@@ -1,0 +1,79 @@
+//! `tls:` of the HTTPS clients (model endpoints, the OTLP/HTTP exporter): which servers to trust.
+//! An `https://` URL turns TLS on; this block only adjusts verification.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Once;
+
+/// `tls:` — server verification for `https://` endpoints. The system's root certificates are
+/// always trusted (as the Collector does); add a private CA with `ca_file`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM file of CA certificates to trust besides the system's, e.g. a company CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. Testing only: anyone on the path can read and change the
+    /// traffic, API keys included. Default false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// rustls needs one process-wide crypto provider; ring is the one compiled in.
+fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err only means another part of the process installed one first: that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl ClientTlsConfig {
+    /// `builder` with this verification applied; fails on an unreadable or empty `ca_file`.
+    pub fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
+        install_crypto_provider();
+        let mut builder = builder;
+        if let Some(path) = &self.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "tls.ca_file {}: no PEM certificate in the file",
+                    path.display()
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        if self.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        Ok(builder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_clear_error() {
+        let missing = ClientTlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let err = missing.apply(reqwest::Client::builder()).unwrap_err();
+        assert!(err.contains("tls.ca_file /nonexistent/ca.pem"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let config = ClientTlsConfig {
+            ca_file: Some(empty),
+            ..Default::default()
+        };
+        let err = config.apply(reqwest::Client::builder()).unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+    }
+}
