@@ -255,3 +255,33 @@ async fn the_http_exporter_sends_over_tls_to_an_https_endpoint() {
         .unwrap();
     assert_eq!(sidecar.shutdown().await.spans_left, 0);
 }
+
+/// OTLP/gRPC to an `https://` downstream (h2 over TLS), trusted through `tls.ca_file`; without
+/// it the certificate is not trusted and nothing is delivered (the spans stay queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_exporter_sends_over_tls_to_an_https_endpoint() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let proxy = common::tls::tls_proxy(sink.addr).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), sink.addr);
+    config.exporters.otlp.endpoint = format!("https://localhost:{}", proxy.port());
+    config.exporters.otlp.tls.ca_file = Some(common::tls::fixture("ca.pem"));
+    let sidecar = Sidecar::start(config).await.unwrap();
+    send_traces(sidecar.addresses.grpc.unwrap(), 3, 2).await;
+    assert_eq!(sink.wait_for_spans(6, WAIT).await, 6);
+    assert_eq!(sidecar.shutdown().await.spans_left, 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path(), sink.addr);
+    config.exporters.otlp.endpoint = format!("https://localhost:{}", proxy.port());
+    config.service.shutdown_timeout = tracetopics::config::types::HumanDuration::from_millis(500);
+    let sidecar = Sidecar::start(config).await.unwrap();
+    send_traces(sidecar.addresses.grpc.unwrap(), 2, 2).await;
+    let report = sidecar.shutdown().await;
+    assert_eq!(sink.spans().len(), 6, "an untrusted server gets nothing");
+    assert_eq!(
+        report.spans_left, 4,
+        "the spans stay queued for the next start"
+    );
+}

@@ -1,4 +1,5 @@
-//! `tls:` of the HTTPS clients (model endpoints, the OTLP/HTTP exporter): which servers to trust.
+//! `tls:` of the clients (model endpoints, the OTLP exporter over HTTP or gRPC): which servers
+//! to trust.
 //! An `https://` URL turns TLS on; this block only adjusts verification.
 
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,24 @@ impl ClientTlsConfig {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         Ok(builder)
+    }
+}
+
+impl ClientTlsConfig {
+    /// The same verification for a tonic (gRPC) channel.
+    pub fn grpc(&self) -> Result<tonic::transport::ClientTlsConfig, String> {
+        if self.insecure_skip_verify {
+            return Err(
+                "tls.insecure_skip_verify is not supported by the gRPC exporter; trust the server's CA with tls.ca_file".into(),
+            );
+        }
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(path) = &self.ca_file {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        Ok(tls)
     }
 }
 

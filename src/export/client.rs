@@ -49,11 +49,16 @@ impl OtlpClient {
         let timeout = config.timeout.get();
         match ExportTarget::from_config(config)? {
             ExportTarget::Grpc(url) => {
-                let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                     .map_err(|e| e.to_string())?
                     .connect_timeout(timeout)
-                    .timeout(timeout)
-                    .connect_lazy();
+                    .timeout(timeout);
+                if url.starts_with("https://") {
+                    endpoint = endpoint
+                        .tls_config(config.tls.grpc()?)
+                        .map_err(|e| format!("TLS: {e}"))?;
+                }
+                let channel = endpoint.connect_lazy();
                 let mut metadata = tonic::metadata::MetadataMap::new();
                 for (name, value) in &config.headers {
                     let key = tonic::metadata::MetadataKey::from_bytes(

@@ -31,9 +31,9 @@ pub enum Compression {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpExporterConfig {
-    /// `grpc`: `host:port` or `http://host:port` (plaintext only in this build). `http`: base
-    /// URL such as `http://collector:4318` or `https://otlp.example.com` (`/v1/traces` is
-    /// appended; `https://` uses TLS). Default `localhost:14317` (not 4317, which is this
+    /// `grpc`: `host:port` or `http://host:port` (plaintext), `https://host:port` (TLS).
+    /// `http`: base URL such as `http://collector:4318` or `https://otlp.example.com`
+    /// (`/v1/traces` is appended; `https://` uses TLS). Default `localhost:14317` (not 4317, which is this
     /// sidecar's own receiver).
     #[serde(default = "default_endpoint")]
     pub endpoint: String,
@@ -56,8 +56,8 @@ pub struct OtlpExporterConfig {
     pub sending_queue: SendingQueueConfig,
     #[serde(default)]
     pub batch: BatchConfig,
-    /// Verification of an `https://` endpoint (`protocol: http`): `ca_file`,
-    /// `insecure_skip_verify`.
+    /// Verification of an `https://` endpoint: `ca_file`, `insecure_skip_verify` (OTLP/HTTP
+    /// only).
     #[serde(default)]
     pub tls: crate::config::tls::ClientTlsConfig,
 }

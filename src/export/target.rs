@@ -4,7 +4,7 @@ use super::config::{ExportProtocol, OtlpExporterConfig};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExportTarget {
-    /// `http://host:port` for a gRPC channel.
+    /// `http://host:port` (plaintext) or `https://host:port` (TLS) for a gRPC channel.
     Grpc(String),
     /// Full URL of the traces path, e.g. `http://host:4318/v1/traces`.
     Http(String),
@@ -18,15 +18,10 @@ impl ExportTarget {
         }
         let (scheme, without_scheme) = match raw.split_once("://") {
             Some(("http", rest)) => ("http", rest),
-            Some(("https", rest)) if config.protocol == ExportProtocol::Http => ("https", rest),
-            Some(("https", _)) => {
-                return Err(format!(
-                    "`{raw}`: TLS is not supported by the gRPC exporter in this build; use `protocol: http` with this https:// endpoint, or a plaintext local collector"
-                ));
-            }
+            Some(("https", rest)) => ("https", rest),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "`{raw}`: unsupported scheme `{scheme}`; use `http://` (or `https://` with `protocol: http`)"
+                    "`{raw}`: unsupported scheme `{scheme}`; use `http://` or `https://`"
                 ));
             }
             None => ("http", raw),
@@ -46,7 +41,10 @@ impl ExportTarget {
                         "`{raw}`: a gRPC endpoint has no path; write `host:port`"
                     ));
                 }
-                Ok(ExportTarget::Grpc(format!("http://{}", endpoint.address())))
+                Ok(ExportTarget::Grpc(format!(
+                    "{scheme}://{}",
+                    endpoint.address()
+                )))
             }
             ExportProtocol::Http => {
                 let path = path.trim_end_matches('/');
@@ -109,11 +107,10 @@ mod tests {
     }
 
     #[test]
-    fn rejects_tls_and_nonsense() {
-        assert!(
-            target("https://c:4317", ExportProtocol::Grpc)
-                .unwrap_err()
-                .contains("TLS")
+    fn rejects_nonsense() {
+        assert_eq!(
+            target("https://c:4317", ExportProtocol::Grpc),
+            Ok(ExportTarget::Grpc("https://c:4317".into()))
         );
         assert!(
             target("ftp://c:1", ExportProtocol::Http)

@@ -27,7 +27,8 @@ pub async fn tls_proxy(backend: SocketAddr) -> SocketAddr {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // h2 for gRPC clients, http/1.1 for the others; the bytes are piped either way.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
