@@ -33,6 +33,8 @@ pub enum StartError {
     },
     #[error("exporter: {0}")]
     Exporter(String),
+    #[error("{0}: {1}")]
+    Tls(&'static str, String),
     #[error("pipeline stage: {0}")]
     Stage(String),
 }
@@ -140,6 +142,19 @@ impl Sidecar {
         let metrics_listener = bind("metrics", &config.telemetry.metrics.endpoint).await?;
         let health_listener = bind("health check", &config.health_check.endpoint).await?;
         let mut admin_listener = Some(bind("topics admin", &config.topics.admin.endpoint).await?);
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = protocols.grpc.as_ref().and_then(|g| g.tls.as_ref()) {
+            grpc_server = receiver::tls::grpc_config(tls)
+                .and_then(|tls| grpc_server.tls_config(tls).map_err(|e| e.to_string()))
+                .map_err(|e| StartError::Tls("OTLP/gRPC receiver", e))?;
+        }
+        let http_tls = match protocols.http.as_ref().and_then(|h| h.tls.as_ref()) {
+            Some(tls) => Some(
+                receiver::tls::rustls_config(tls)
+                    .map_err(|e| StartError::Tls("OTLP/HTTP receiver", e))?,
+            ),
+            None => None,
+        };
         let client = OtlpClient::new(&config.exporters.otlp).map_err(StartError::Exporter)?;
         let (db, recovered) = store::open(&config.storage)?;
         if !recovered.pending.is_empty() || recovered.queued_items > 0 {
@@ -260,7 +275,7 @@ impl Sidecar {
             let logs_service = service.logs();
             let stop = until_true(stop_rx.clone());
             receivers.push(tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
+                let result = grpc_server
                     .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
                     .add_service(service)
                     .add_service(logs_service)
@@ -283,11 +298,23 @@ impl Sidecar {
             let router =
                 receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
             let stop = until_true(stop_rx.clone());
+            let served = match http_tls {
+                None => tokio::spawn(async move {
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }),
+                Some(tls) => {
+                    let listener = receiver::tls::TlsListener::new(listener, addr, tls);
+                    tokio::spawn(async move {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    })
+                }
+            };
             receivers.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
+                if let Ok(Err(e)) = served.await {
                     tracing::error!(error = %e, "OTLP/HTTP receiver failed");
                 }
             }));

@@ -20,8 +20,32 @@ pub struct ClientTlsConfig {
     pub insecure_skip_verify: bool,
 }
 
+/// `tls:` of a receiver: serve TLS with this certificate (the Collector's `cert_file` and
+/// `key_file`). Without the block the receiver is plaintext.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+impl ServerTlsConfig {
+    /// The certificate chain and key PEM files' contents.
+    pub fn read(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+        let read = |what: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("tls.{what} {}: {e}", path.display()))
+        };
+        Ok((
+            read("cert_file", &self.cert_file)?,
+            read("key_file", &self.key_file)?,
+        ))
+    }
+}
+
 /// rustls needs one process-wide crypto provider; ring is the one compiled in.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         // Err only means another part of the process installed one first: that one is used.

@@ -1,3 +1,4 @@
+use crate::config::tls::ServerTlsConfig;
 use crate::config::types::Endpoint;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,9 @@ pub struct GrpcReceiverConfig {
     /// Default true; OTLP requires servers to accept gzip, so turn it off only for debugging.
     #[serde(default = "yes")]
     pub gzip: bool,
+    /// Serve TLS: `cert_file` and `key_file` (PEM). Default: plaintext.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for GrpcReceiverConfig {
@@ -72,6 +76,7 @@ impl Default for GrpcReceiverConfig {
             endpoint: default_grpc_endpoint(),
             max_recv_msg_size_mib: default_grpc_max_mib(),
             gzip: true,
+            tls: None,
         }
     }
 }
@@ -87,6 +92,9 @@ pub struct HttpReceiverConfig {
     /// bodies get HTTP 413. Default 20 MiB (the Collector's default).
     #[serde(default = "default_http_max_body")]
     pub max_request_body_size: u64,
+    /// Serve HTTPS: `cert_file` and `key_file` (PEM). Default: plaintext.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for HttpReceiverConfig {
@@ -94,6 +102,7 @@ impl Default for HttpReceiverConfig {
         Self {
             endpoint: default_http_endpoint(),
             max_request_body_size: default_http_max_body(),
+            tls: None,
         }
     }
 }

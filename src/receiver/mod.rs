@@ -6,6 +6,7 @@ pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod split;
+pub mod tls;
 pub mod wire;
 
 use crate::pipeline::{EngineHandle, Refusal};
