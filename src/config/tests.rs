@@ -138,7 +138,7 @@ assembler:
   max_traces: 0
 exporters:
   otlp:
-    endpoint: https://collector:4317
+    endpoint: ftp://collector:4317
     retry_on_failure:
       multiplier: 0.5
     headers:
