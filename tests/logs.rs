@@ -105,7 +105,7 @@ async fn logs_join_their_trace_and_every_record_reaches_the_sink() {
         ))
         .await
         .unwrap();
-    let response = reqwest::Client::new()
+    let response = tracetopics::config::tls::http_client()
         .post(format!("http://{http_addr}/v1/logs"))
         .header("content-type", "application/x-protobuf")
         .body(
@@ -129,7 +129,7 @@ async fn logs_join_their_trace_and_every_record_reaches_the_sink() {
         "eventName": "gen_ai.assistant.message", "severityNumber": 9,
         "body": {"stringValue": "third"}
     }]}]}]});
-    let response = reqwest::Client::new()
+    let response = tracetopics::config::tls::http_client()
         .post(format!("http://{http_addr}/v1/logs"))
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&json).unwrap())
@@ -236,7 +236,7 @@ async fn log_records_with_bad_ids_are_rejected_alone_and_garbage_is_refused() {
         partial.error_message
     );
 
-    let response = reqwest::Client::new()
+    let response = tracetopics::config::tls::http_client()
         .post(format!("http://{http_addr}/v1/logs"))
         .header("content-type", "application/json")
         .body(r#"{"resourceLogs": 5}"#)
@@ -244,7 +244,7 @@ async fn log_records_with_bad_ids_are_rejected_alone_and_garbage_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    let response = reqwest::Client::new()
+    let response = tracetopics::config::tls::http_client()
         .post(format!("http://{http_addr}/v1/logs"))
         .header("content-type", "application/x-protobuf")
         .body(vec![0x0a, 0xff, 0xff])

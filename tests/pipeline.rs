@@ -14,7 +14,7 @@ use tracetopics::pipeline::{AssembledTrace, TraceHook};
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn post(addr: std::net::SocketAddr, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-    reqwest::Client::new()
+    tracetopics::config::tls::http_client()
         .post(format!("http://{addr}/v1/traces"))
         .header("content-type", content_type)
         .body(body)
@@ -255,7 +255,9 @@ async fn health_and_metrics_endpoints_answer_with_collector_style_names() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(SinkBehaviour::default()).await;
     let sidecar = Sidecar::start(config(dir.path(), sink.addr)).await.unwrap();
-    let health = reqwest::get(format!("http://{}/", sidecar.addresses.health))
+    let health = tracetopics::config::tls::http_client()
+        .get(format!("http://{}/", sidecar.addresses.health))
+        .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200);

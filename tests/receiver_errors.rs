@@ -25,7 +25,7 @@ async fn post(
     gzip_body: bool,
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut builder = reqwest::Client::new()
+    let mut builder = tracetopics::config::tls::http_client()
         .post(format!("http://{addr}/v1/traces"))
         .header("content-type", content_type);
     builder = if gzip_body {
@@ -127,7 +127,7 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
             .status(),
         400
     );
-    let response = reqwest::Client::new()
+    let response = tracetopics::config::tls::http_client()
         .post(format!("http://{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")
@@ -163,7 +163,7 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
     let first = request("svc", "s", vec![rich_span(6, 0)]).encode_to_vec();
     let second = request("svc", "s", vec![rich_span(6, 1)]).encode_to_vec();
     let two_members = [gzip(&first), gzip(&second)].concat();
-    let response = reqwest::Client::new()
+    let response = tracetopics::config::tls::http_client()
         .post(format!("http://{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")
         .header("content-encoding", "gzip")

@@ -60,7 +60,7 @@ async fn grpc_and_http_receivers_serve_tls() {
         ca_file: Some(fixture("ca.pem")),
         ..Default::default()
     }
-    .apply(reqwest::Client::builder())
+    .client_builder()
     .unwrap()
     .build()
     .unwrap();
@@ -75,7 +75,7 @@ async fn grpc_and_http_receivers_serve_tls() {
     assert_eq!(response.status(), 200);
 
     // A plaintext client on the TLS port gets no OTLP answer.
-    let plain = reqwest::Client::new()
+    let plain = tracetopics::config::tls::http_client()
         .post(format!("http://localhost:{}/v1/traces", http.port()))
         .header("content-type", "application/x-protobuf")
         .body(body)

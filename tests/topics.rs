@@ -339,7 +339,7 @@ async fn one_call_names_every_cluster_and_failures_keep_the_clusters() {
 }
 
 async fn http(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
+    let client = tracetopics::config::tls::http_client();
     let mut request = client.request(method, url);
     if let Some(body) = body {
         request = request

@@ -53,11 +53,32 @@ pub(crate) fn install_crypto_provider() {
     });
 }
 
+/// A reqwest client builder with the process's TLS provider installed: reqwest (built without
+/// its own provider) panics without one, even for a plain `http://` client. Build every
+/// reqwest client from this.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// A shared client with default settings. Building one loads the system's root certificates
+/// (tens of milliseconds), so it is built once; clones share its connection pool.
+pub fn http_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            http_client_builder()
+                .build()
+                .expect("a default reqwest client builds")
+        })
+        .clone()
+}
+
 impl ClientTlsConfig {
-    /// `builder` with this verification applied; fails on an unreadable or empty `ca_file`.
-    pub fn apply(&self, builder: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, String> {
-        install_crypto_provider();
-        let mut builder = builder;
+    /// A client builder with this verification applied; fails on an unreadable or empty
+    /// `ca_file`.
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder, String> {
+        let mut builder = http_client_builder();
         if let Some(path) = &self.ca_file {
             let pem =
                 std::fs::read(path).map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
@@ -106,7 +127,7 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         };
-        let err = missing.apply(reqwest::Client::builder()).unwrap_err();
+        let err = missing.client_builder().unwrap_err();
         assert!(err.contains("tls.ca_file /nonexistent/ca.pem"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -116,7 +137,7 @@ mod tests {
             ca_file: Some(empty),
             ..Default::default()
         };
-        let err = config.apply(reqwest::Client::builder()).unwrap_err();
+        let err = config.client_builder().unwrap_err();
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 }

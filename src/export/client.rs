@@ -83,7 +83,7 @@ impl OtlpClient {
                 let headers = crate::config::types::secret_headers(&config.headers)?;
                 let client = config
                     .tls
-                    .apply(reqwest::Client::builder())?
+                    .client_builder()?
                     .timeout(timeout)
                     .connect_timeout(timeout)
                     .user_agent(concat!("tracetopics/", env!("CARGO_PKG_VERSION")))

@@ -61,7 +61,7 @@ impl OpenAiClient {
         }
         let http = config
             .tls
-            .apply(reqwest::Client::builder())?
+            .client_builder()?
             .default_headers(headers)
             .timeout(config.timeout.get())
             .connect_timeout(config.timeout.get().min(std::time::Duration::from_secs(10)))

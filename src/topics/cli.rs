@@ -48,7 +48,7 @@ fn call_admin(
 ) -> Result<serde_json::Value, AdminError> {
     let url = format!("{}{path}", admin_base(config));
     runtime().block_on(async {
-        let client = reqwest::Client::builder()
+        let client = crate::config::tls::http_client_builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(timeout)
             .build()

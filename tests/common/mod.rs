@@ -373,7 +373,9 @@ pub fn spans_by_trace(sink: &Sink) -> HashMap<Vec<u8>, Vec<Span>> {
 }
 
 pub async fn metrics_text(addr: SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics"))
+    tracetopics::config::tls::http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
