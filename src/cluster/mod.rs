@@ -16,6 +16,7 @@ pub mod identity;
 pub mod kmeans;
 pub mod knn;
 pub mod layout;
+mod layout_simd;
 mod linalg;
 pub mod metrics;
 mod nndescent;
