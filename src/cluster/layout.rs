@@ -335,8 +335,8 @@ fn fast_exp2(y: f32) -> f32 {
     // Truncation of a positive number is its floor (avoids a libm call without SSE4.1).
     let whole = (y + 126.0) as i32 - 126;
     let f = y - whole as f32 - 0.5; // fraction − 0.5
-    let poly =
-        1.414_213_6 + f * (0.980_221_2 + f * (0.339_727_3 + f * (0.079_085_6 + f * 0.013_670_31)));
+    let poly = std::f32::consts::SQRT_2
+        + f * (0.980_221_2 + f * (0.339_727_3 + f * (0.079_085_6 + f * 0.013_670_31)));
     poly * f32::from_bits(((whole + 127) as u32) << 23)
 }
 

@@ -278,7 +278,12 @@ fn pow_v(x: __m256, p: __m256) -> __m256 {
     let whole = _mm256_floor_ps(y);
     let f = _mm256_sub_ps(_mm256_sub_ps(y, whole), _mm256_set1_ps(0.5));
     let mut poly = _mm256_set1_ps(0.013_670_31);
-    for c in [0.079_085_6, 0.339_727_3, 0.980_221_2, 1.414_213_6] {
+    for c in [
+        0.079_085_6,
+        0.339_727_3,
+        0.980_221_2,
+        std::f32::consts::SQRT_2,
+    ] {
         poly = _mm256_fmadd_ps(poly, f, _mm256_set1_ps(c));
     }
     let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(

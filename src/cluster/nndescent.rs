@@ -181,10 +181,20 @@ pub fn nn_descent(
     finish(data, dim, n, k, &heaps)
 }
 
+/// One tree's leaves with each leaf's full distance matrix.
+struct TreeStart {
+    leaves: Leaves,
+    /// Leaf of every point.
+    leaf_of: Vec<u32>,
+    /// Leaf l's len × len matrix is `matrices[offsets[l]..offsets[l + 1]]`.
+    matrices: Vec<f32>,
+    offsets: Vec<usize>,
+}
+
 /// Fills every list from the leaves of the forest (then random points where still empty).
 fn forest_start(rows: &I8Rows, heaps: &mut Heaps, params: &NnDescentParams, seed: u64) {
     let n = rows.len();
-    let forest: Vec<(Leaves, Vec<u32>, Vec<f32>, Vec<usize>)> = (0..params.n_trees)
+    let forest: Vec<TreeStart> = (0..params.n_trees)
         .into_par_iter()
         .map(|t| {
             let leaves = rp_tree_leaves(rows, params.leaf_size, mix_seed(seed, 1, t as u64));
@@ -212,7 +222,12 @@ fn forest_start(rows: &I8Rows, heaps: &mut Heaps, params: &NnDescentParams, seed
                     }
                 }
             }
-            (leaves, leaf_of, matrices, offsets)
+            TreeStart {
+                leaves,
+                leaf_of,
+                matrices,
+                offsets,
+            }
         })
         .collect();
 
@@ -220,7 +235,9 @@ fn forest_start(rows: &I8Rows, heaps: &mut Heaps, params: &NnDescentParams, seed
         let count = block.distances.len() / block.k;
         for r in 0..count {
             let i = first + r;
-            for (leaves, leaf_of, matrices, offsets) in &forest {
+            for tree in &forest {
+                let (leaves, leaf_of) = (&tree.leaves, &tree.leaf_of);
+                let (matrices, offsets) = (&tree.matrices, &tree.offsets);
                 let l = leaf_of[i] as usize;
                 let leaf = leaves.leaf(l);
                 let len = leaf.len();
