@@ -454,6 +454,7 @@ fn finish(data: &[f32], dim: usize, n: usize, k: usize, heaps: &Heaps) -> KnnGra
 /// Hints the CPU to start loading a row into cache.
 #[inline(always)]
 fn prefetch_row(row: &[f32]) {
+    let _ = row; // (only used on x86-64)
     #[cfg(target_arch = "x86_64")]
     for line in row.chunks(16) {
         // SAFETY: prefetching is a hint and never faults; the pointer is in bounds.

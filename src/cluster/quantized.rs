@@ -30,7 +30,7 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Kernel::Avx2 => unsafe { x86::dot_avx2(a, b) },
-        Kernel::Portable => dot_portable(a, b),
+        _ => dot_portable(a, b),
     }
 }
 
@@ -70,6 +70,18 @@ impl Kernel {
         }
         Kernel::Portable
     }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Avx512Vnni => Kernel::detect() == Kernel::Avx512Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 => false,
+            Kernel::Portable => true,
+        }
+    }
 }
 
 /// Row-major int8 copy of unit-length `f32` rows: row i ≈ `scale[i] · data[i]`.
@@ -90,8 +102,14 @@ impl I8Rows {
         Self::quantize_with(data, dim, Kernel::detect())
     }
 
-    /// As [`I8Rows::quantize`] with a chosen kernel (tests run every kernel this CPU has).
+    /// As [`I8Rows::quantize`] with a chosen kernel (tests run every kernel this CPU has); a
+    /// kernel the CPU cannot run is replaced by the portable one.
     pub fn quantize_with(data: &[f32], dim: usize, kernel: Kernel) -> I8Rows {
+        let kernel = if kernel.is_supported() {
+            kernel
+        } else {
+            Kernel::Portable
+        };
         let n = data.len() / dim.max(1);
         let stride = dim.div_ceil(ROW_ALIGN).max(1) * ROW_ALIGN;
         let mut bytes = vec![0i8; n * stride];
@@ -151,8 +169,8 @@ impl I8Rows {
         }
     }
 
-    /// Integer dots of a padded query row `a` (length `stride`) with rows `qs`, as f32 (exact
-    /// below 2^24 in magnitude, which 127² · 1024 is).
+    /// Integer dots of a padded query row `a` (length `stride`) with rows `qs`, as f32 (the
+    /// integers are exact; the conversion is too up to 2^24, i.e. 127² · 1040 dims).
     pub fn raw_dots(&self, a: &[i8], qs: &[u32], out: &mut [f32]) {
         assert_eq!(a.len(), self.stride);
         assert!(out.len() >= qs.len());
@@ -301,17 +319,17 @@ mod tests {
     use super::*;
 
     fn kernels() -> Vec<Kernel> {
-        let mut all = vec![Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") {
-                all.push(Kernel::Avx2);
-            }
-            if Kernel::detect() == Kernel::Avx512Vnni {
-                all.push(Kernel::Avx512Vnni);
-            }
-        }
-        all
+        [Kernel::Portable, Kernel::Avx2, Kernel::Avx512Vnni]
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
+    }
+
+    #[test]
+    fn an_unsupported_kernel_falls_back_to_portable() {
+        let rows = I8Rows::quantize_with(&[1.0, 0.0], 2, Kernel::Avx512Vnni);
+        assert!(rows.kernel().is_supported());
+        assert_eq!(rows.len(), 1);
     }
 
     #[test]
