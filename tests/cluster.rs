@@ -122,6 +122,15 @@ fn nn_descent_finds_most_true_neighbours() {
     );
     let recall = knn::recall(&approx, &exact);
     assert!(recall >= 0.9, "recall {recall}");
+    let again = knn::nn_descent(
+        &data.vectors,
+        data.dim,
+        14,
+        &knn::NnDescentParams::for_size(2000, 14),
+        5,
+    );
+    assert_eq!(again.indices, approx.indices, "same seed, same graph");
+    assert_eq!(again.distances, approx.distances);
     for i in 0..2000 {
         let d = approx.neighbor_distances(i);
         assert!(d.windows(2).all(|w| w[0] <= w[1]), "row {i} sorted");

@@ -18,9 +18,9 @@
 //! # Deterministic parallelism
 //! umap-learn runs Hogwild (racy) SGD, so two runs differ. Here each epoch reads the other
 //! endpoints from a snapshot of the previous epoch and only writes the head point, so threads
-//! never touch the same memory; vertices are processed in fixed chunks whose random generators
-//! are seeded by (seed, epoch, chunk). Same seed → bit-identical layout, whatever the thread
-//! count. Because the tail is not moved (umap-learn's `move_other`), and every edge appears in
+//! never touch the same memory; vertices are processed in fixed chunks and every head draws its
+//! negative samples from a generator seeded by (seed, epoch, vertex). Same seed → bit-identical
+//! layout, whatever the thread count. Because the tail is not moved (umap-learn's `move_other`), and every edge appears in
 //! both directions, the attraction is applied twice per sample to keep umap-learn's 2 : 5 ratio
 //! of attraction to repulsion per vertex.
 
@@ -31,11 +31,11 @@ use rayon::prelude::*;
 /// Vertices per work unit. Fixed (not derived from the thread count) so results are identical
 /// on any machine.
 const CHUNK: usize = 256;
-const GRADIENT_CLIP: f32 = 4.0;
+pub(super) const GRADIENT_CLIP: f32 = 4.0;
 /// Attraction applied per positive sample: 2, one for each direction umap-learn moves.
-const ATTRACTION_REPEAT: f32 = 2.0;
+pub(super) const ATTRACTION_REPEAT: f32 = 2.0;
 /// Negative samples evaluated together (see `process_chunk`).
-const NEGATIVE_BATCH: usize = 8;
+pub(super) const NEGATIVE_BATCH: usize = 8;
 
 /// Parameters of one layout run.
 #[derive(Clone, Debug)]
@@ -56,6 +56,18 @@ pub fn optimize_layout(
     dim: usize,
     params: &LayoutParams,
     progress: &mut dyn FnMut(f32),
+) {
+    optimize_layout_with(graph, embedding, dim, params, progress, simd_available())
+}
+
+/// As [`optimize_layout`], with the SIMD kernels on or off (tests run both).
+fn optimize_layout_with(
+    graph: &FuzzyGraph,
+    embedding: &mut [f32],
+    dim: usize,
+    params: &LayoutParams,
+    progress: &mut dyn FnMut(f32),
+    fast: bool,
 ) {
     let n = graph.n;
     if n == 0 || params.n_epochs == 0 {
@@ -125,14 +137,23 @@ pub fn optimize_layout(
             neg_rate,
             seed: mix_seed(params.seed, epoch as u64, 0),
         };
-        let fast = simd_available();
         work.into_par_iter()
             .for_each(|(chunk, emb_chunk, sched_chunk)| {
                 if fast {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: simd_available() checked the CPU features.
                     unsafe {
-                        process_chunk_avx2(&ctx, chunk, emb_chunk, sched_chunk)
+                        if dim <= super::layout_simd::MAX_DIM {
+                            super::layout_simd::process_chunk(
+                                &ctx,
+                                chunk,
+                                CHUNK,
+                                emb_chunk,
+                                sched_chunk,
+                            )
+                        } else {
+                            process_chunk_avx2(&ctx, chunk, emb_chunk, sched_chunk)
+                        }
                     };
                 } else {
                     process_chunk(&ctx, chunk, emb_chunk, sched_chunk);
@@ -143,18 +164,18 @@ pub fn optimize_layout(
 }
 
 /// What every chunk of one epoch reads.
-struct EpochContext<'a> {
-    graph: &'a FuzzyGraph,
-    snapshot: &'a [f32],
-    epochs_per_sample: &'a [f32],
-    dim: usize,
-    epoch: f32,
-    alpha: f32,
-    a: f32,
-    b: f32,
-    gamma: f32,
-    neg_rate: f32,
-    seed: u64,
+pub(super) struct EpochContext<'a> {
+    pub graph: &'a FuzzyGraph,
+    pub snapshot: &'a [f32],
+    pub epochs_per_sample: &'a [f32],
+    pub dim: usize,
+    pub epoch: f32,
+    pub alpha: f32,
+    pub a: f32,
+    pub b: f32,
+    pub gamma: f32,
+    pub neg_rate: f32,
+    pub seed: u64,
 }
 
 fn simd_available() -> bool {
@@ -203,12 +224,13 @@ fn process_chunk(
         seed,
     } = *ctx;
     let n = graph.n;
-    let mut rng = fastrand::Rng::with_seed(mix_seed(seed, chunk as u64, 1));
     let v0 = chunk * CHUNK;
     let edge_base = graph.row_offsets[v0];
     let mut current = vec![0.0f32; dim];
     for (local, head) in emb_chunk.chunks_exact_mut(dim).enumerate() {
         let i = v0 + local;
+        // One generator per head and epoch (the SIMD kernel interleaves heads).
+        let mut rng = fastrand::Rng::with_seed(mix_seed(seed, i as u64, 1));
         let cur = &mut current[..];
         cur.copy_from_slice(head);
         for e in graph.row_offsets[i]..graph.row_offsets[i + 1] {
@@ -220,28 +242,28 @@ fn process_chunk(
             let j = graph.columns[e] as usize;
             let other = &snapshot[j * dim..(j + 1) * dim];
             let d2 = squared_distance(cur, other);
-            if d2 > 0.0 {
+            let pull = if d2 > 0.0 {
                 let d2b = fast_pow(d2, b);
-                let coeff = -2.0 * a * b * d2b / (d2 * (a * d2b + 1.0));
-                for (c, o) in cur.iter_mut().zip(other) {
-                    let g = clip(coeff * (*c - *o));
-                    *c += ATTRACTION_REPEAT * g * alpha;
-                }
-            }
+                -2.0 * a * b * d2b / (d2 * (a * d2b + 1.0))
+            } else {
+                0.0
+            };
             sched.0 += every;
-
-            if neg_rate <= 0.0 {
-                continue;
-            }
             let every_negative = every / neg_rate;
-            let n_neg = ((epoch - sched.1) / every_negative).max(0.0) as usize;
-            // The negative samples of one positive sample are evaluated against the same head
-            // position and their (individually clipped) gradients summed. Applying them one by
-            // one made every sample wait for the previous update (a ~100-cycle dependency
-            // chain); independent samples let the CPU overlap them, ~3× faster.
+            let n_neg = if neg_rate > 0.0 {
+                ((epoch - sched.1) / every_negative).max(0.0) as usize
+            } else {
+                0
+            };
+            // The attraction and the negative samples of one positive sample are evaluated
+            // against the same head position and their (individually clipped) gradients summed.
+            // Applying them one by one made every sample wait for the previous update (a long
+            // dependency chain); independent samples let the CPU overlap them. The first batch
+            // shares its 8 slots with the attraction (as the SIMD kernel's lane 0).
             let mut remaining = n_neg;
-            while remaining > 0 {
-                let batch = remaining.min(NEGATIVE_BATCH);
+            let mut first = true;
+            while first || remaining > 0 {
+                let batch = remaining.min(NEGATIVE_BATCH - usize::from(first));
                 remaining -= batch;
                 // Unused slots point at the head itself and are masked out below, so the
                 // coefficient loop has a fixed length and no branches (it vectorizes).
@@ -263,14 +285,20 @@ fn process_chunk(
                 }
                 for (d, c) in cur.iter_mut().enumerate() {
                     let mut step = 0.0f32;
+                    if first {
+                        step += ATTRACTION_REPEAT * clip(pull * (*c - other[d]));
+                    }
                     for s in 0..batch {
                         let o = snapshot[picks[s] * dim + d];
                         step += clip(coeffs[s] * (*c - o));
                     }
                     *c += step * alpha;
                 }
+                first = false;
             }
-            sched.1 += n_neg as f32 * every_negative;
+            if neg_rate > 0.0 {
+                sched.1 += n_neg as f32 * every_negative;
+            }
         }
         head.copy_from_slice(cur);
     }
@@ -307,8 +335,8 @@ fn fast_exp2(y: f32) -> f32 {
     // Truncation of a positive number is its floor (avoids a libm call without SSE4.1).
     let whole = (y + 126.0) as i32 - 126;
     let f = y - whole as f32 - 0.5; // fraction − 0.5
-    let poly =
-        1.414_213_6 + f * (0.980_221_2 + f * (0.339_727_3 + f * (0.079_085_6 + f * 0.013_670_31)));
+    let poly = std::f32::consts::SQRT_2
+        + f * (0.980_221_2 + f * (0.339_727_3 + f * (0.079_085_6 + f * 0.013_670_31)));
     poly * f32::from_bits(((whole + 127) as u32) << 23)
 }
 
@@ -327,6 +355,70 @@ mod tests {
                     "{x}^{p}: {approx} vs {exact}"
                 );
                 assert!(approx.is_finite() && approx > 0.0);
+            }
+        }
+    }
+
+    /// Three cliques (weakly linked) from a random start: both kernels, in 2 and 5 dims, pull
+    /// each clique together and keep the cliques apart; same seed → identical layout.
+    #[test]
+    fn both_kernels_separate_cliques_and_are_deterministic() {
+        let (size, blocks) = (25, 3);
+        let n = size * blocks;
+        let mut graph = FuzzyGraph {
+            n,
+            row_offsets: vec![0],
+            columns: Vec::new(),
+            weights: Vec::new(),
+        };
+        for i in 0..n {
+            let block = i / size;
+            for j in 0..n {
+                let w = if j / size == block { 1.0 } else { 0.02 };
+                if j != i && (j / size == block || (i + j) % 17 == 0) {
+                    graph.columns.push(j as u32);
+                    graph.weights.push(w);
+                }
+            }
+            graph.row_offsets.push(graph.columns.len());
+        }
+        for dim in [2usize, 5] {
+            for fast in [false, simd_available()] {
+                let run = || {
+                    let mut rng = fastrand::Rng::with_seed(9);
+                    let mut emb: Vec<f32> = (0..n * dim).map(|_| 10.0 * rng.f32()).collect();
+                    let params = LayoutParams {
+                        n_epochs: 60,
+                        negative_sample_rate: 5,
+                        learning_rate: 1.0,
+                        repulsion_strength: 1.0,
+                        a: 1.577,
+                        b: 0.895,
+                        seed: 3,
+                    };
+                    optimize_layout_with(&graph, &mut emb, dim, &params, &mut |_| {}, fast);
+                    emb
+                };
+                let emb = run();
+                assert_eq!(emb, run(), "dim {dim} fast {fast}: deterministic");
+                let dist = |i: usize, j: usize| {
+                    squared_distance(&emb[i * dim..(i + 1) * dim], &emb[j * dim..(j + 1) * dim])
+                        .sqrt()
+                };
+                let (mut within, mut between) = (0.0f32, f32::INFINITY);
+                for i in 0..n {
+                    for j in 0..n {
+                        if i / size == j / size {
+                            within = within.max(dist(i, j));
+                        } else {
+                            between = between.min(dist(i, j));
+                        }
+                    }
+                }
+                assert!(
+                    emb.iter().all(|v| v.is_finite()) && within < between,
+                    "dim {dim} fast {fast}: widest clique {within}, closest pair apart {between}"
+                );
             }
         }
     }

@@ -135,13 +135,14 @@ pub fn symmetric_gram(block: &[f64], p: usize) -> Vec<f64> {
             }
             g
         })
-        .reduce(
-            || vec![0.0f64; p * p],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        // Partial sums are added in chunk order: rayon's reduce groups them by how work was
+        // stolen, and a different rounding here changed the spectral start between runs.
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0.0f64; p * p], |mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            a
+        });
     let mut g = upper;
     for i in 0..p {
         for j in 0..i {

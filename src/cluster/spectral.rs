@@ -38,13 +38,28 @@ pub fn spectral_embedding(graph: &FuzzyGraph, n_components: usize, seed: u64) ->
     let norm = degrees.iter().sum::<f64>().sqrt();
     let trivial: Vec<f64> = degrees.iter().map(|d| d.sqrt() / norm).collect();
 
+    // Edge weights of D^{-1/2} W D^{-1/2}, computed once rather than in every product.
+    let mut scaled = vec![0.0f64; graph.edge_count()];
+    scaled
+        .par_chunks_mut(1024)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            let start = chunk * 1024;
+            let mut i = graph.row_offsets.partition_point(|&o| o <= start) - 1;
+            for (e, s) in (start..).zip(out.iter_mut()) {
+                while graph.row_offsets[i + 1] <= e {
+                    i += 1;
+                }
+                let j = graph.columns[e] as usize;
+                *s = f64::from(graph.weights[e]) * inv_sqrt_degree[i] * inv_sqrt_degree[j];
+            }
+        });
     let apply = |x: &[f64]| -> Vec<f64> {
         let mut y = vec![0.0f64; n * p];
         y.par_chunks_mut(p).enumerate().for_each(|(i, yi)| {
-            let (cols, ws) = graph.row(i);
-            for (&j, &w) in cols.iter().zip(ws) {
+            let range = graph.row_offsets[i]..graph.row_offsets[i + 1];
+            for (&j, &scale) in graph.columns[range.clone()].iter().zip(&scaled[range]) {
                 let j = j as usize;
-                let scale = f64::from(w) * inv_sqrt_degree[i] * inv_sqrt_degree[j];
                 let xj = &x[j * p..(j + 1) * p];
                 for c in 0..p {
                     yi[c] += scale * xj[c];

@@ -93,8 +93,10 @@ pub fn layout(
 
 /// Epochs of the 2-D layout: it starts from the finished clustering layout, so it only needs
 /// to unfold that into the plane (measured: 2.7 s of 16 s at 50k points with 100 epochs from the
-/// spectral start).
-const EPOCHS_2D: usize = 50;
+/// spectral start). Measured at 50k × 1024, HDBSCAN run on the 2-D layout itself as a check of
+/// the picture: 50 epochs 0.61 s, clean ARI 0.9998, 1.5 % noise; 30 epochs 0.41 s, 0.9992,
+/// 2.4 %; 20 epochs 0.9939, 4.2 %.
+const EPOCHS_2D: usize = 30;
 
 /// A 2-D layout of the same graph for scatter plots, started from the principal plane of the
 /// clustering layout (`reduced`, n × `reduced_dim`), so clusters begin where they ended there.
