@@ -132,7 +132,10 @@ fn recompute(
     old: &[f32],
     norms: &[f32],
 ) -> (Vec<f32>, Vec<usize>) {
-    let (sums, sizes) = data
+    // Partial sums per block of rows, then added in block order: rayon's `reduce` combines in
+    // an order that depends on work stealing, and float sums in another order can differ in
+    // the last bit, so two runs of one seed could disagree.
+    let partials: Vec<(Vec<f64>, Vec<usize>)> = data
         .par_chunks(dim * 1024)
         .zip(labels.par_chunks(1024))
         .map(|(rows, ls)| {
@@ -145,14 +148,12 @@ fn recompute(
             }
             (sums, sizes)
         })
-        .reduce(
-            || (vec![0.0f64; k * dim], vec![0usize; k]),
-            |(mut sa, mut za), (sb, zb)| {
-                sa.iter_mut().zip(sb).for_each(|(x, y)| *x += y);
-                za.iter_mut().zip(zb).for_each(|(x, y)| *x += y);
-                (sa, za)
-            },
-        );
+        .collect();
+    let (mut sums, mut sizes) = (vec![0.0f64; k * dim], vec![0usize; k]);
+    for (sb, zb) in partials {
+        sums.iter_mut().zip(sb).for_each(|(x, y)| *x += y);
+        sizes.iter_mut().zip(zb).for_each(|(x, y)| *x += y);
+    }
     let mut centers = vec![0.0f32; k * dim];
     let mut taken = Vec::new();
     for c in 0..k {
