@@ -5,26 +5,27 @@
 //! it), like traces near their topic. `…/grouped` maps put centroids in groups of 10 at
 //! cos ≈ 0.85, the harder case for the scan's int8 pruning. Target: p99 ≤ 50 µs.
 //!
-//! Measured on the 2-core VM (release; "scan" is int8-ranked with f32 re-scoring from 64 topics
-//! on, AVX-512 VNNI; another build ran on the other core; max µs are scheduler outliers; HNSW
-//! rows are from the session-3 run):
+//! Measured on the 2-core VM, otherwise idle (release; "scan" is int8-ranked with f32
+//! re-scoring from 64 topics on, AVX-512 VNNI; max µs are scheduler outliers):
 //!
 //! | config              | build ms | p50 µs | p99 µs | recall |
 //! |---------------------|---------:|-------:|-------:|-------:|
-//! | 10x384 scan         |     0.01 |   0.29 |   0.55 | 1      |
-//! | 10x384 HNSW         |     0.13 |   1.43 |   1.68 | 1      |
-//! | 10x1024 scan        |     0.02 |   0.87 |   1.13 | 1      |
-//! | 10x1024 HNSW        |     0.16 |   2.69 |   2.99 | 1      |
-//! | 100x384 scan        |     0.23 |   1.84 |   2.29 | 1      |
-//! | 100x384 HNSW        |      104 |  17.2  |  18.4  | 1      |
-//! | 100x1024 scan       |     0.60 |   4.56 |   6.60 | 1      |
-//! | 100x1024 HNSW       |      162 |  28.4  |  49.1  | 1      |
-//! | 1000x384 scan       |     2.30 |   8.48 |  12.0  | 1      |
-//! | 1000x384 HNSW       |    2,714 |   105  |   157  | 1      |
-//! | 1000x1024 scan      |     8.69 |  16.8  |  23.8  | 1      |
-//! | 1000x1024 grouped   |     6.96 |  18.1  |  31.2  | 1      |
-//! | 1000x1024 HNSW      |    7,445 |   212  |   306  | 1      |
-//! | 10000x384 HNSW      |   79,237 |   709  |  1,396 | 0.9998 |
+//! | 10x384 scan         |     0.01 |   0.30 |   0.60 | 1      |
+//! | 10x384 HNSW         |     0.14 |   1.48 |   1.81 | 1      |
+//! | 10x1024 scan        |     0.03 |   1.05 |   1.45 | 1      |
+//! | 10x1024 HNSW        |     0.19 |   3.27 |   3.78 | 1      |
+//! | 100x384 scan        |     0.26 |   1.88 |   3.23 | 1      |
+//! | 100x384 grouped     |     0.24 |   2.99 |   3.53 | 1      |
+//! | 100x384 HNSW        |       70 |  17.4  |  24.4  | 1      |
+//! | 100x1024 scan       |     0.60 |   4.62 |   7.88 | 1      |
+//! | 100x1024 HNSW       |      163 |  28.7  |  48.6  | 1      |
+//! | 1000x384 scan       |     2.41 |   8.52 |  10.5  | 1      |
+//! | 1000x384 grouped    |     1.53 |   7.58 |   9.61 | 1      |
+//! | 1000x384 HNSW       |    1,975 |   132  |   194  | 1      |
+//! | 1000x1024 scan      |     8.91 |  21.8  |  28.8  | 1      |
+//! | 1000x1024 grouped   |     5.44 |  18.4  |  31.7  | 1      |
+//! | 1000x1024 HNSW      |    4,839 |   221  |   313  | 1      |
+//! | 10000x384 HNSW      |   79,237 |   709  |  1,396 | 0.9998 | (session 3)
 //!
 //! Before the int8 ranking the f32 AVX2 scan took 22.0 / 26–46 µs at 1000x384 and
 //! 58.9 / ~100 µs at 1000x1024 (4 MB of rows streamed from L3 per query).
