@@ -183,8 +183,8 @@ async fn http_sink_handler(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gzip() {
+/// An OTLP/HTTP sink on loopback whose first two answers are 503 with `Retry-After: 0`.
+async fn start_http_sink() -> (HttpSink, std::net::SocketAddr) {
     let sink = HttpSink {
         spans: Arc::new(tokio::sync::watch::channel(0).0),
         ..Default::default()
@@ -195,6 +195,12 @@ async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gz
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (sink, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gzip() {
+    let (sink, addr) = start_http_sink().await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path(), addr);
@@ -228,17 +234,8 @@ async fn the_http_exporter_retries_503_with_retry_after_and_sends_headers_and_gz
 /// OTLP/HTTP to an `https://` downstream, trusted through `tls.ca_file`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_exporter_sends_over_tls_to_an_https_endpoint() {
-    let sink = HttpSink {
-        spans: Arc::new(tokio::sync::watch::channel(0).0),
-        ..Default::default()
-    };
     // The sink's first two answers are 503s: the retries go over TLS too.
-    let router = axum::Router::new()
-        .route("/v1/traces", axum::routing::post(http_sink_handler))
-        .with_state(sink.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let plain = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (sink, plain) = start_http_sink().await;
     let proxy = common::tls::tls_proxy(plain).await;
 
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! (1 − cos) of unit vectors, so thresholds mean the same whichever index answers.
 
 use super::quantized::{Quantized, has_vnni};
-use crate::cluster::vectors::dot;
+use crate::cluster::vectors::{dot, has_avx2_fma};
 use crate::topics::TopicMap;
 use instant_distance::{Builder, HnswMap, Search};
 use std::cell::RefCell;
@@ -258,17 +258,6 @@ impl BruteForce {
             }
         }
         scan::<false>(&self.data, self.dim, query)
-    }
-}
-
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -25,7 +25,7 @@
 //! of attraction to repulsion per vertex.
 
 use super::fuzzy::FuzzyGraph;
-use super::vectors::{mix_seed, squared_distance};
+use super::vectors::{has_avx2_fma, mix_seed, squared_distance};
 use rayon::prelude::*;
 
 /// Vertices per work unit. Fixed (not derived from the thread count) so results are identical
@@ -57,7 +57,7 @@ pub fn optimize_layout(
     params: &LayoutParams,
     progress: &mut dyn FnMut(f32),
 ) {
-    optimize_layout_with(graph, embedding, dim, params, progress, simd_available())
+    optimize_layout_with(graph, embedding, dim, params, progress, has_avx2_fma())
 }
 
 /// As [`optimize_layout`], with the SIMD kernels on or off (tests run both).
@@ -141,7 +141,7 @@ fn optimize_layout_with(
             .for_each(|(chunk, emb_chunk, sched_chunk)| {
                 if fast {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: simd_available() checked the CPU features.
+                    // SAFETY: has_avx2_fma() checked the CPU features.
                     unsafe {
                         if dim <= super::layout_simd::MAX_DIM {
                             super::layout_simd::process_chunk(
@@ -176,17 +176,6 @@ pub(super) struct EpochContext<'a> {
     pub gamma: f32,
     pub neg_rate: f32,
     pub seed: u64,
-}
-
-fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// The same kernel compiled for AVX2+FMA (hardware floor and fused multiply-add in the pow
@@ -383,7 +372,7 @@ mod tests {
             graph.row_offsets.push(graph.columns.len());
         }
         for dim in [2usize, 5] {
-            for fast in [false, simd_available()] {
+            for fast in [false, has_avx2_fma()] {
                 let run = || {
                     let mut rng = fastrand::Rng::with_seed(9);
                     let mut emb: Vec<f32> = (0..n * dim).map(|_| 10.0 * rng.f32()).collect();

@@ -61,6 +61,18 @@ pub fn normalize(row: &mut [f32]) {
 
 /// Dot product of two equal-length slices.
 ///
+/// Whether this CPU runs the `#[target_feature(enable = "avx2,fma")]` copies of the hot loops.
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// This is the hot loop of the kNN graph, PCA and k-means on raw vectors. The default x86-64
 /// target only guarantees SSE2, so a copy compiled for AVX2+FMA is picked at run time when the
 /// CPU has it (2× wider lanes, fused multiply-add); the result differs only in rounding.
@@ -69,10 +81,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
     {
-        if a.len() >= 32
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-        {
+        if a.len() >= 32 && has_avx2_fma() {
             // SAFETY: the CPU supports the features the function was compiled for.
             return unsafe { dot_avx2_fma(a, b) };
         }
