@@ -93,6 +93,23 @@ async fn bind(
         })
 }
 
+/// The OTLP/HTTP receiver on a plain or a TLS listener, until `stop`.
+async fn serve_http<L>(
+    listener: L,
+    router: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "OTLP/HTTP receiver failed");
+    }
+}
+
 async fn until_true(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
 }
@@ -298,26 +315,14 @@ impl Sidecar {
             let router =
                 receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
             let stop = until_true(stop_rx.clone());
-            let served = match http_tls {
-                None => tokio::spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop)
-                        .await
-                }),
-                Some(tls) => {
-                    let listener = receiver::tls::TlsListener::new(listener, addr, tls);
-                    tokio::spawn(async move {
-                        axum::serve(listener, router)
-                            .with_graceful_shutdown(stop)
-                            .await
-                    })
-                }
-            };
-            receivers.push(tokio::spawn(async move {
-                if let Ok(Err(e)) = served.await {
-                    tracing::error!(error = %e, "OTLP/HTTP receiver failed");
-                }
-            }));
+            receivers.push(match http_tls {
+                None => tokio::spawn(serve_http(listener, router, stop)),
+                Some(tls) => tokio::spawn(serve_http(
+                    receiver::tls::TlsListener::new(listener, addr, tls),
+                    router,
+                    stop,
+                )),
+            });
             tracing::info!(address = %addr, "OTLP/HTTP receiver listening");
         }
 

@@ -19,16 +19,24 @@ pub fn grpc_config(tls: &ServerTlsConfig) -> Result<tonic::transport::ServerTlsC
     let (cert, key) = tls.read()?;
     // Parsed here too, so a bad file fails at start-up with its name rather than at the first
     // handshake.
-    rustls_config(tls)?;
+    server_config(tls, &cert, &key)?;
     Ok(tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(cert, key)))
 }
 
 /// A rustls server configuration (HTTP/1.1) for the certificate and key files.
 pub fn rustls_config(tls: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
-    crate::config::tls::install_crypto_provider();
     let (cert, key) = tls.read()?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+    server_config(tls, &cert, &key)
+}
+
+/// `rustls_config` from the files' contents; `tls` only names the files in errors.
+fn server_config(
+    tls: &ServerTlsConfig,
+    cert: &[u8],
+    key: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("tls.cert_file {}: {e}", tls.cert_file.display()))?;
     if certs.is_empty() {
@@ -37,7 +45,7 @@ pub fn rustls_config(tls: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>,
             tls.cert_file.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key)
+    let key = PrivateKeyDer::from_pem_slice(key)
         .map_err(|e| format!("tls.key_file {}: {e}", tls.key_file.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
