@@ -137,24 +137,75 @@ const GREETINGS: &[&str] = &[
     "much",
 ];
 
-/// The sentence of the first user message that asks for something: greetings and
-/// pleasantries around the request are skipped, so traces with the same request read alike.
+/// Longest Task answer, in characters. A request longer than this keeps its first sentences
+/// up to the cap (the last one cut with `…` only when a single sentence is longer).
+pub const TASK_MAX_CHARS: usize = 300;
+
+/// The user's request from the first user message, kept whole: every sentence that asks or
+/// explains ("I received my new card, but I don't see it in the app anywhere. What do I do?"),
+/// without the sentences that only greet, thank or vent ("Hi!", "This is ridiculous."), and
+/// without a greeting before the first comma ("Hello, I need…" → "I need…"). Traces with the
+/// same request then read alike, and the request keeps the context that makes it specific.
 fn task(segments: &[String]) -> String {
     match first_request(segments) {
         Some(text) => {
             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            let best = sentences(&text)
-                .into_iter()
-                .enumerate()
-                .max_by_key(|(i, s)| (request_score(s), std::cmp::Reverse(*i)))
-                .map(|(_, s)| strip_greeting(s))
-                .unwrap_or(&text);
-            sentence(best, 160)
+            let all = sentences(&text);
+            let mut kept: Vec<&str> = all
+                .iter()
+                .copied()
+                .filter(|s| request_score(s) > 0)
+                .collect();
+            if kept.is_empty() {
+                // Nothing but pleasantries: the most request-like of them.
+                kept.extend(
+                    all.iter()
+                        .enumerate()
+                        .max_by_key(|(i, s)| (request_score(s), std::cmp::Reverse(*i)))
+                        .map(|(_, s)| *s),
+                );
+            }
+            if let Some(first) = kept.first_mut() {
+                *first = strip_greeting(first);
+            }
+            if kept.is_empty() {
+                return capped(&text, TASK_MAX_CHARS);
+            }
+            join_capped(&kept, TASK_MAX_CHARS)
         }
         None => segments
             .first()
             .map(|s| sentence(split(s).1, 160))
             .unwrap_or_else(|| "Unknown task".into()),
+    }
+}
+
+/// Whole sentences joined by a space while they fit in `max_chars`; a first sentence that
+/// alone is longer is cut with `…`.
+fn join_capped(sentences: &[&str], max_chars: usize) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for s in sentences {
+        let len = s.chars().count() + usize::from(!out.is_empty());
+        if chars + len > max_chars {
+            if out.is_empty() {
+                return capped(s, max_chars);
+            }
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(s);
+        chars += len;
+    }
+    out
+}
+
+fn capped(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }
 
@@ -199,11 +250,12 @@ fn request_score(sentence: &str) -> i32 {
     asks * 2 + question + (words.len() as i32).min(8) / 2 - filler * 2 - emotion
 }
 
-/// "Hello, I want…" → "I want…"; "Delivery was fast, but where is…" → "where is…".
+/// "Hello, I want…" → "I want…"; "Thanks so much, but where is…" → "where is…". A head that
+/// carries content stays ("I received my new card, but I don't see it…").
 fn strip_greeting(sentence: &str) -> &str {
     for turn in [", but ", ", however "] {
         if let Some((head, rest)) = sentence.split_once(turn) {
-            if request_score(rest) >= request_score(head) {
+            if request_score(head) <= 0 && request_score(rest) > 0 {
                 return rest;
             }
         }
@@ -337,8 +389,8 @@ mod tests {
         let issues = builtin("issues").unwrap();
         assert_eq!(
             answer(&task, &trace),
-            "I want a refund for order 991!",
-            "the sentence that asks, not the one that sets the scene"
+            "My blender arrived broken. I want a refund for order 991!",
+            "the whole request: the scene it sets belongs to it"
         );
         assert_eq!(
             answer(&sentiment, &trace),
@@ -374,7 +426,7 @@ mod tests {
             ),
             (
                 "This is ridiculous. I was charged twice for order 55. Fix this now.",
-                "I was charged twice for order 55.",
+                "I was charged twice for order 55. Fix this now.",
             ),
             (
                 "Hi, quick question. Can I change my delivery address?",
@@ -383,10 +435,10 @@ mod tests {
             ("cancel my plan", "cancel my plan"),
             (
                 "I'm locked out of my account (emma.li@example.com). Please help.",
-                "I'm locked out of my account (emma.li@example.com).",
+                "I'm locked out of my account (emma.li@example.com). Please help.",
             ),
             (
-                "Delivery was fast as always, but where is my refund for order 7?",
+                "Thanks so much, but where is my refund for order 7?",
                 "where is my refund for order 7?",
             ),
             (
@@ -397,5 +449,54 @@ mod tests {
             let trace = lines(&[&format!("[user] {message}"), "[assistant] Sure."]);
             assert_eq!(answer(&task, &trace), expected, "{message}");
         }
+    }
+
+    #[test]
+    fn the_task_keeps_a_multi_sentence_request_whole() {
+        let task = builtin("task").unwrap();
+        for (message, expected) in [
+            (
+                "I received my new card, but I don't see it in the app anywhere. What do I do?",
+                "I received my new card, but I don't see it in the app anywhere. What do I do?",
+            ),
+            (
+                "Hi there! My top-up failed twice today. Why is that? Thanks so much!",
+                "My top-up failed twice today. Why is that?",
+            ),
+            (
+                "Delivery was fast as always, but where is my refund for order 7?",
+                "Delivery was fast as always, but where is my refund for order 7?",
+            ),
+            ("Hello! Thank you!", "Hello!"),
+        ] {
+            let trace = lines(&[&format!("[user] {message}"), "[assistant] Sure."]);
+            assert_eq!(answer(&task, &trace), expected, "{message}");
+        }
+        // A long request keeps whole sentences up to the cap; one overlong sentence is cut.
+        let sentence = "My transfer to the savings account has been pending for days now.";
+        let long = [sentence; 8].join(" ");
+        let trace = lines(&[&format!("[user] {long}")]);
+        let answer_text = answer(&task, &trace);
+        assert!(
+            answer_text.chars().count() <= TASK_MAX_CHARS,
+            "{answer_text}"
+        );
+        assert!(
+            answer_text.ends_with("now."),
+            "whole sentences: {answer_text}"
+        );
+        assert_eq!(
+            answer_text.matches(sentence).count(),
+            TASK_MAX_CHARS / (sentence.len() + 1)
+        );
+        let run_on = "word ".repeat(200);
+        let trace = lines(&[&format!("[user] please help with this {run_on}")]);
+        let cut = answer(&task, &trace);
+        assert_eq!(
+            cut.chars().count(),
+            TASK_MAX_CHARS + 1,
+            "cap plus the ellipsis"
+        );
+        assert!(cut.ends_with('…'));
     }
 }
