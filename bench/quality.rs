@@ -166,13 +166,15 @@ fn evaluate(vectors: &[Vec<f32>], texts: &[String], truth: &[i32]) -> Row {
             .entry(train_truth[k])
             .or_default() += 1;
     }
+    // This bench keeps the former fixed thresholds (global 0.8, floor 0.1, the quantile rule);
+    // calibrated thresholds are measured by `bench/calibration.rs`.
     let mut topics_config = TopicsConfig::default();
-    if let Some(t) = std::env::var("QUALITY_DISTANCE_THRESHOLD")
+    topics_config.topic_threshold.floor = Some(0.1);
+    let global: f32 = std::env::var("QUALITY_DISTANCE_THRESHOLD")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        topics_config.distance_threshold = t;
-    }
+        .unwrap_or(0.8);
+    topics_config.distance_threshold = Some(global);
     let map = TopicMap {
         facet: "task".into(),
         version: 1,
@@ -182,7 +184,8 @@ fn evaluate(vectors: &[Vec<f32>], texts: &[String], truth: &[i32]) -> Row {
         params: config.clone(),
         sample: train.len(),
         noise_share: result.noise_share,
-        distance_threshold: topics_config.distance_threshold,
+        noise_before_reassignment: None,
+        distance_threshold: global,
         topics: result
             .clusters
             .iter()
@@ -195,7 +198,7 @@ fn evaluate(vectors: &[Vec<f32>], texts: &[String], truth: &[i32]) -> Row {
                 centroid: c.centroid.clone(),
                 threshold: topics_config
                     .topic_threshold
-                    .threshold(&c.distance_quantiles, topics_config.distance_threshold),
+                    .threshold(&c.distance_quantiles, global),
                 size: c.size,
                 share: 0.0,
                 exemplars: Vec::new(),

@@ -39,6 +39,7 @@ fn map(version: u64, topics: Vec<Topic>) -> TopicMap {
         params: ClusterConfig::default(),
         sample: 20,
         noise_share: 0.0,
+        noise_before_reassignment: None,
         distance_threshold: 0.5,
         topics,
         changes: None,

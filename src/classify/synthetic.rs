@@ -18,6 +18,7 @@ pub fn random_map(topics: usize, dim: usize, seed: u64) -> TopicMap {
         params: ClusterConfig::default(),
         sample: topics,
         noise_share: 0.0,
+        noise_before_reassignment: None,
         distance_threshold: 1.0,
         topics: (0..topics)
             .map(|i| Topic {

@@ -325,6 +325,7 @@ mod tests {
             params: Default::default(),
             sample: 20,
             noise_share: 0.0,
+            noise_before_reassignment: None,
             distance_threshold: 0.5,
             topics: ids
                 .iter()

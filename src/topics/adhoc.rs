@@ -156,11 +156,10 @@ pub fn cluster(
             humantime::format_duration(request.since.get())
         ));
     }
-    let (topics, _, noise_share) =
-        cluster_sample(&sample, &clustering, &config.topics, &|stage, done| {
-            progress(stage_name(stage), done)
-        })
-        .map_err(|e| e.to_string())?;
+    let clustered = cluster_sample(&sample, &clustering, &config.topics, &|stage, done| {
+        progress(stage_name(stage), done)
+    })
+    .map_err(|e| e.to_string())?;
     let map = TopicMap {
         facet: request.facet.clone(),
         version: 0,
@@ -169,9 +168,10 @@ pub fn cluster(
         dim: sample.dim,
         params: clustering,
         sample: sample.texts.len(),
-        noise_share,
-        distance_threshold: config.topics.distance_threshold,
-        topics,
+        noise_share: clustered.noise_share,
+        noise_before_reassignment: Some(clustered.noise_before),
+        distance_threshold: clustered.distance_threshold,
+        topics: clustered.topics,
         changes: None,
     };
     Ok((map, sample.available))

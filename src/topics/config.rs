@@ -26,13 +26,13 @@ pub struct TopicsConfig {
     /// Map versions kept per facet (older ones are deleted). Default 10.
     pub history: usize,
     /// Cosine distance (1 − cos) beyond which a trace is `no_match` whatever its nearest topic.
-    /// Default 0.8: a loose safety net. Each topic's own threshold, learned from the spread of
-    /// its members, does most of the work, since a fixed number means different things per
-    /// embedding model (unrelated texts sit at ~0.2 with e5, ~0.9 with the builtin n-grams,
-    /// paraphrases at ~0.05 and ~0.5). Lower it to be stricter whatever the topic.
-    pub distance_threshold: f32,
-    /// Each topic's own threshold: its members' distance quantile times a margin, capped by
-    /// `distance_threshold`.
+    /// Unset (default): learned from each map, as the distance within which 99 % of the map's
+    /// clustered traces lie from their own topic's centroid, so it suits any embedding model (a
+    /// fixed number does not: unrelated texts sit at ~0.2 with e5, ~0.9 with the builtin
+    /// n-grams). Set a number to fix it instead (the former default was 0.8).
+    pub distance_threshold: Option<f32>,
+    /// How each topic's own threshold is set (default: calibrated on the map's sample), always
+    /// capped by the global `distance_threshold`.
     pub topic_threshold: TopicThresholdConfig,
     /// How topics are named.
     pub naming: NamingConfig,
@@ -51,7 +51,7 @@ impl Default for TopicsConfig {
             regenerate_every: HumanDuration::from_secs(24 * 3600),
             window: HumanDuration::from_secs(7 * 24 * 3600),
             history: 10,
-            distance_threshold: 0.8,
+            distance_threshold: None,
             topic_threshold: TopicThresholdConfig::default(),
             naming: NamingConfig::default(),
             admin: AdminConfig::default(),
@@ -59,29 +59,54 @@ impl Default for TopicsConfig {
     }
 }
 
-/// `topics.topic_threshold:` — a topic's no-match distance is
-/// `quantile of its members' distances × margin`, at least `floor`, at most
-/// `distance_threshold`.
+/// `topics.topic_threshold:` — the distance from its centroid beyond which a trace is not this
+/// topic. `calibrated` (default) learns it from the sample without labels: it separates the
+/// topic's members from its *stand-ins*, the members of other topics that would fall to it if
+/// their own topic did not exist (what a trace of an unseen intent looks like to it), weighing a
+/// missed member `member_weight` times an accepted stand-in. Topics that nothing else falls to,
+/// and the `quantile` method, use `quantile of the members' distances × margin`.
+/// Either way at least `floor` (when set) and at most `distance_threshold`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicThresholdConfig {
+    /// `calibrated` (default) or `quantile`.
+    pub method: ThresholdMethod,
+    /// How much worse a missed member is than an accepted stand-in (calibrated method). Higher
+    /// accepts more of a topic's own traces and rejects fewer unseen ones. Default 5, chosen on
+    /// HWU64 intents with e5 embeddings (`bench/calibration.rs`): ~10 % of a seen intent's new
+    /// traces fall outside its topic and ~40 % of an unseen intent's are rejected; 3 rejects
+    /// more of both, 8 fewer.
+    pub member_weight: f32,
     /// `p50`, `p90`, `p95` (default), `p99` or `max` of the members' distance to the centroid.
     pub quantile: ThresholdQuantile,
     /// Multiplies the quantile, so members slightly beyond it still match. Default 1.2.
     pub margin: f32,
-    /// The smallest threshold a topic gets: a topic of near-identical summaries would otherwise
-    /// refuse every rephrasing of them. Default 0.1.
-    pub floor: f32,
+    /// The smallest threshold a topic gets, as a cosine distance. Unset by default: a fixed
+    /// number means different things per embedding model (the former default 0.1 let most e5
+    /// topics accept their neighbours' traces).
+    pub floor: Option<f32>,
 }
 
 impl Default for TopicThresholdConfig {
     fn default() -> Self {
         TopicThresholdConfig {
+            method: ThresholdMethod::Calibrated,
+            member_weight: 5.0,
             quantile: ThresholdQuantile::P95,
             margin: 1.2,
-            floor: 0.1,
+            floor: None,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdMethod {
+    /// Members against stand-ins (see `TopicThresholdConfig`).
+    #[default]
+    Calibrated,
+    /// The members' distance quantile × margin.
+    Quantile,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -95,8 +120,8 @@ pub enum ThresholdQuantile {
 }
 
 impl TopicThresholdConfig {
-    /// The threshold of a topic with these member-distance quantiles.
-    pub fn threshold(&self, q: &crate::cluster::DistanceQuantiles, global: f32) -> f32 {
+    /// `quantile × margin` of a topic with these member-distance quantiles (no floor or cap).
+    pub fn quantile_threshold(&self, q: &crate::cluster::DistanceQuantiles) -> f32 {
         let base = match self.quantile {
             ThresholdQuantile::P50 => q.p50,
             ThresholdQuantile::P90 => q.p90,
@@ -104,7 +129,14 @@ impl TopicThresholdConfig {
             ThresholdQuantile::P99 => q.p99,
             ThresholdQuantile::Max => q.max,
         };
-        (base * self.margin).max(self.floor).min(global)
+        base * self.margin
+    }
+
+    /// The quantile rule with its floor and the global cap.
+    pub fn threshold(&self, q: &crate::cluster::DistanceQuantiles, global: f32) -> f32 {
+        self.quantile_threshold(q)
+            .max(self.floor.unwrap_or(0.0))
+            .min(global)
     }
 }
 
@@ -171,13 +203,25 @@ impl TopicsConfig {
         if self.history == 0 {
             bad("history", "must be at least 1");
         }
-        if !(self.distance_threshold > 0.0 && self.distance_threshold <= 2.0) {
+        if let Some(t) = self.distance_threshold
+            && !(t > 0.0 && t <= 2.0)
+        {
             bad("distance_threshold", "must be in (0, 2] (cosine distance)");
         }
         if !(self.topic_threshold.margin > 0.0) {
             bad("topic_threshold.margin", "must be greater than 0");
         }
-        if !(0.0..=2.0).contains(&self.topic_threshold.floor) {
+        if !(self.topic_threshold.member_weight > 0.0
+            && self.topic_threshold.member_weight.is_finite())
+        {
+            bad(
+                "topic_threshold.member_weight",
+                "must be a number greater than 0",
+            );
+        }
+        if let Some(floor) = self.topic_threshold.floor
+            && !(0.0..=2.0).contains(&floor)
+        {
             bad(
                 "topic_threshold.floor",
                 "must be in [0, 2] (cosine distance)",

@@ -46,7 +46,9 @@ pub struct MapChanges {
     pub new: Vec<u32>,
     /// Previous ids with no successor.
     pub retired: Vec<u32>,
-    /// Adjusted Rand index of the traces both maps clustered (1 = same partition).
+    /// How alike the two maps group the traces both samples share: the adjusted Rand index of
+    /// their topic assignments (noise counted as one group). 1 = the same grouping, 0 = no more
+    /// alike than chance; `None` when the samples share fewer than two traces.
     pub stability: Option<f64>,
 }
 
@@ -65,9 +67,15 @@ pub struct TopicMap {
     pub params: ClusterConfig,
     /// Facet records clustered (the sample).
     pub sample: usize,
-    /// Share of the sample left as noise.
+    /// Share of the sample no topic speaks for: left as noise by the clustering and not within
+    /// any topic's threshold either.
     pub noise_share: f32,
-    /// Global cosine distance beyond which a trace is `no_match` whatever the topic.
+    /// Share the clustering left as noise, before noise points within a topic's threshold were
+    /// given that topic (`None` for maps built before outlier reassignment existed).
+    #[serde(default)]
+    pub noise_before_reassignment: Option<f32>,
+    /// Global cosine distance beyond which a trace is `no_match` whatever the topic (configured,
+    /// or learned from the sample: see `topics.distance_threshold`).
     pub distance_threshold: f32,
     pub topics: Vec<Topic>,
     /// None for a facet's first map.

@@ -11,6 +11,7 @@
 pub mod adhoc;
 pub mod admin;
 pub mod automation;
+pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod handle;

@@ -3,6 +3,7 @@
 //! publishing are separate steps (see `naming` and `automation`), so this part is pure CPU work
 //! over a read transaction and can run on a blocking thread.
 
+use super::calibrate;
 use super::config::TopicsConfig;
 use super::{MapChanges, Topic, TopicMap};
 use crate::cluster::vectors::mix_seed;
@@ -158,14 +159,30 @@ fn most_common_dim(records: &[FacetRecord]) -> usize {
         .map_or(0, |(dim, _)| dim)
 }
 
-/// Clusters a sample into unnamed topics with provisional ids 0.. (largest first). Every topic
-/// starts with its keyword name (`named == false`).
+/// A clustered sample: unnamed topics with provisional ids 0.. and every sample point's topic.
+#[derive(Debug)]
+pub struct Clustered {
+    pub topics: Vec<Topic>,
+    /// Topic index per sample point, −1 = noise (after outlier reassignment).
+    pub labels: Vec<i32>,
+    /// Share of the sample the clustering left as noise, before reassignment.
+    pub noise_before: f32,
+    /// … and after (the share no topic speaks for).
+    pub noise_share: f32,
+    /// The map's global no-match distance (configured, or learned from the sample).
+    pub distance_threshold: f32,
+}
+
+/// Clusters a sample into unnamed topics with provisional ids 0.. (largest cluster first),
+/// calibrates every topic's threshold on the sample (see `calibrate`), then gives each noise
+/// point the topic it would be classified into, if any. Every topic starts with its keyword
+/// name (`named == false`).
 pub fn cluster_sample(
     sample: &Sample,
     clustering: &ClusterConfig,
     config: &TopicsConfig,
     progress: &dyn Fn(Stage, f32),
-) -> Result<(Vec<Topic>, Vec<i32>, f32), RegenerateError> {
+) -> Result<Clustered, RegenerateError> {
     let result = build_clusters(
         &sample.vectors,
         sample.dim,
@@ -174,15 +191,42 @@ pub fn cluster_sample(
         progress,
     )?;
     let n = sample.texts.len().max(1);
+    let data = crate::cluster::vectors::validate_and_normalize(&sample.vectors, sample.dim)?;
+    let centroids: Vec<&[f32]> = result
+        .clusters
+        .iter()
+        .map(|c| c.centroid.as_slice())
+        .collect();
+    let mut labels = result.labels;
+    let distances = calibrate::point_distances(&data, sample.dim, &labels, &centroids);
+    let quantiles: Vec<_> = result
+        .clusters
+        .iter()
+        .map(|c| c.distance_quantiles.clone())
+        .collect();
+    let calibration = calibrate::calibrate(&distances, &labels, &quantiles, config);
+    let reassigned = calibrate::reassign_outliers(&mut labels, &distances, &calibration);
+    let mut sizes = vec![0usize; result.clusters.len()];
+    for &l in labels.iter().filter(|&&l| l >= 0) {
+        sizes[l as usize] += 1;
+    }
     let topics = result
         .clusters
         .iter()
-        .map(|c| topic_of(c, &sample.texts, n, config))
+        .zip(&calibration.thresholds)
+        .zip(&sizes)
+        .map(|((c, &threshold), &size)| topic_of(c, &sample.texts, threshold, size, n))
         .collect();
-    Ok((topics, result.labels, result.noise_share))
+    Ok(Clustered {
+        topics,
+        labels,
+        noise_before: reassigned.noise_before as f32 / n as f32,
+        noise_share: reassigned.noise_after as f32 / n as f32,
+        distance_threshold: calibration.distance_threshold,
+    })
 }
 
-fn topic_of(c: &ClusterSummary, texts: &[String], n: usize, config: &TopicsConfig) -> Topic {
+fn topic_of(c: &ClusterSummary, texts: &[String], threshold: f32, size: usize, n: usize) -> Topic {
     let keywords: Vec<String> = c.keywords.iter().map(|(k, _)| k.clone()).collect();
     let mut exemplars: Vec<String> = Vec::new();
     for &i in c.exemplars.iter().chain(&c.diverse_exemplars) {
@@ -198,11 +242,9 @@ fn topic_of(c: &ClusterSummary, texts: &[String], n: usize, config: &TopicsConfi
         named: false,
         keywords,
         centroid: c.centroid.clone(),
-        threshold: config
-            .topic_threshold
-            .threshold(&c.distance_quantiles, config.distance_threshold),
-        size: c.size,
-        share: c.size as f32 / n as f32,
+        threshold,
+        size,
+        share: size as f32 / n as f32,
         exemplars,
     }
 }
@@ -241,7 +283,13 @@ pub fn regenerate(
             needed,
         });
     }
-    let (mut topics, labels, noise_share) = cluster_sample(&sample, &clustering, config, progress)?;
+    let Clustered {
+        mut topics,
+        labels,
+        noise_before,
+        noise_share,
+        distance_threshold,
+    } = cluster_sample(&sample, &clustering, config, progress)?;
 
     let previous = topic_store::latest(db, facet)?;
     let previous_members = match &previous {
@@ -287,7 +335,8 @@ pub fn regenerate(
             params: clustering,
             sample: sample.texts.len(),
             noise_share,
-            distance_threshold: config.distance_threshold,
+            noise_before_reassignment: Some(noise_before),
+            distance_threshold,
             topics,
             changes,
         },

@@ -88,7 +88,7 @@ fn regenerating_on_mostly_the_same_data_keeps_topic_ids() {
     let ids: Vec<u32> = first.map.topics.iter().map(|t| t.id).collect();
     assert_eq!(ids, (0..ids.len() as u32).collect::<Vec<_>>());
     for t in &first.map.topics {
-        assert!(t.threshold > 0.0 && t.threshold <= config.distance_threshold);
+        assert!(t.threshold > 0.0 && t.threshold <= first.map.distance_threshold);
         assert!(!t.keywords.is_empty() && !t.exemplars.is_empty());
         assert!(!t.named, "unnamed until the namer ran");
     }
@@ -198,4 +198,181 @@ fn too_few_summaries_or_no_embeddings_are_clear_errors() {
         err,
         RegenerateError::TooFewFacets { found: 0, .. }
     ));
+}
+
+fn sample_of(data: &SyntheticData, rows: &[usize]) -> Sample {
+    Sample {
+        trace_ids: rows.iter().map(|&i| trace_id(i)).collect(),
+        texts: rows.iter().map(|&i| data.texts[i].clone()).collect(),
+        vectors: rows
+            .iter()
+            .flat_map(|&i| {
+                data.vectors[i * data.dim..(i + 1) * data.dim]
+                    .iter()
+                    .copied()
+            })
+            .collect(),
+        dim: data.dim,
+        available: rows.len(),
+    }
+}
+
+fn clustering() -> ClusterConfig {
+    ClusterConfig {
+        layout_2d: false,
+        ..ClusterConfig::default()
+    }
+}
+
+#[test]
+fn noise_within_a_topic_threshold_joins_that_topic_and_the_rest_stays_noise() {
+    // 10 % singletons in random directions, plus each topic's looser members that HDBSCAN
+    // leaves as noise.
+    let data = generate(&SyntheticSpec {
+        n: 1200,
+        dim: 64,
+        n_topics: 8,
+        n_super_topics: 3,
+        noise_share: 0.10,
+        size_exponent: 0.7,
+        seed: 3,
+    });
+    let rows: Vec<usize> = (0..1200).collect();
+    let sample = sample_of(&data, &rows);
+    // HDBSCAN on the raw vectors leaves a topic's looser members as noise (UMAP would pull
+    // nearly everything into clusters on data this clean).
+    let raw = ClusterConfig {
+        reduction: crate::cluster::Reduction::None,
+        ..clustering()
+    };
+    let clustered = cluster_sample(&sample, &raw, &small_config(), &|_, _| {}).unwrap();
+    assert!(
+        clustered.noise_share < clustered.noise_before,
+        "before {} after {}",
+        clustered.noise_before,
+        clustered.noise_share
+    );
+    let noise = clustered.labels.iter().filter(|&&l| l < 0).count();
+    assert!((clustered.noise_share - noise as f32 / 1200.0).abs() < 1e-6);
+    // Sizes and shares count the reassigned members.
+    for (t, topic) in clustered.topics.iter().enumerate() {
+        let members = clustered.labels.iter().filter(|&&l| l == t as i32).count();
+        assert_eq!(topic.size, members);
+    }
+    // The rule is the classifier's: a point left as noise would be `no_match`, and the true
+    // singletons (random directions) stay noise, while topic members were taken in.
+    let map = TopicMap {
+        facet: "task".into(),
+        version: 1,
+        created_ms: 0,
+        embedding_model: MODEL.into(),
+        dim: data.dim,
+        params: raw.clone(),
+        sample: 1200,
+        noise_share: clustered.noise_share,
+        noise_before_reassignment: Some(clustered.noise_before),
+        distance_threshold: clustered.distance_threshold,
+        topics: clustered.topics.clone(),
+        changes: None,
+    };
+    let index = crate::classify::CentroidIndex::build(&map, crate::classify::IndexKind::BruteForce)
+        .unwrap();
+    let row = |i: usize| &data.vectors[i * data.dim..(i + 1) * data.dim];
+    let (mut singletons, mut singletons_kept_out) = (0, 0);
+    for (i, &l) in clustered.labels.iter().enumerate() {
+        let classified = index.classify(row(i)).unwrap().topic;
+        if l < 0 {
+            assert_eq!(classified, None, "noise point {i} lies within a topic");
+        }
+        if data.labels[i] < 0 {
+            singletons += 1;
+            singletons_kept_out += usize::from(l < 0);
+        }
+    }
+    assert!(
+        singletons_kept_out * 10 >= singletons * 9,
+        "{singletons_kept_out} of {singletons} singletons stayed noise"
+    );
+}
+
+#[test]
+fn calibrated_thresholds_reject_an_unseen_topic_and_accept_new_members() {
+    let data = synthetic(2400);
+    // Topic 1 is never seen (it shares a super-topic with others); 4 of 5 traces of the other
+    // topics build the map, the fifth are new traces of seen topics.
+    let unseen = 1;
+    let (mut train, mut fresh, mut held_out) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, &l) in data.labels.iter().enumerate() {
+        match l {
+            l if l == unseen => held_out.push(i),
+            l if l >= 0 && i % 5 == 0 => fresh.push(i),
+            _ => train.push(i),
+        }
+    }
+    assert!(held_out.len() >= 100, "{}", held_out.len());
+    let sample = sample_of(&data, &train);
+    let config = small_config();
+    let clustered = cluster_sample(&sample, &clustering(), &config, &|_, _| {}).unwrap();
+    let map = TopicMap {
+        facet: "task".into(),
+        version: 1,
+        created_ms: 0,
+        embedding_model: MODEL.into(),
+        dim: data.dim,
+        params: clustering(),
+        sample: train.len(),
+        noise_share: clustered.noise_share,
+        noise_before_reassignment: Some(clustered.noise_before),
+        distance_threshold: clustered.distance_threshold,
+        topics: clustered.topics.clone(),
+        changes: None,
+    };
+    // Learned, not the former fixed 0.8: the generated topics' members lie within ~0.3.
+    for t in &map.topics {
+        assert!(t.threshold > 0.0 && t.threshold <= map.distance_threshold);
+    }
+    let index = crate::classify::CentroidIndex::build(&map, crate::classify::IndexKind::BruteForce)
+        .unwrap();
+    let row = |i: usize| &data.vectors[i * data.dim..(i + 1) * data.dim];
+    let rejected = held_out
+        .iter()
+        .filter(|&&i| index.classify(row(i)).unwrap().topic.is_none())
+        .count();
+    assert!(
+        rejected * 4 >= held_out.len() * 3,
+        "{rejected} of {} unseen traces rejected",
+        held_out.len()
+    );
+    // A new trace of a seen topic lands in the topic most of that topic's sample went to.
+    let mut majority: HashMap<usize, HashMap<i32, usize>> = HashMap::new();
+    for (&i, &l) in train.iter().zip(&clustered.labels) {
+        if l >= 0 {
+            *majority
+                .entry(l as usize)
+                .or_default()
+                .entry(data.labels[i])
+                .or_default() += 1;
+        }
+    }
+    let majority_of = |t: usize| {
+        majority[&t]
+            .iter()
+            .max_by_key(|&(_, n)| *n)
+            .map(|(&truth, _)| truth)
+    };
+    let right = fresh
+        .iter()
+        .filter(|&&i| {
+            index
+                .classify(row(i))
+                .unwrap()
+                .topic
+                .is_some_and(|t| majority_of(t) == Some(data.labels[i]))
+        })
+        .count();
+    assert!(
+        right * 10 >= fresh.len() * 9,
+        "{right} of {} new traces of seen topics got their topic",
+        fresh.len()
+    );
 }
