@@ -43,6 +43,11 @@ fn open_db(config: &Config) -> Arc<redb::Database> {
 
 /// `n` records of facet `task` with 6 known topics, embedded "by" the configured model.
 fn store_records(db: &redb::Database, config: &Config, n: usize) {
+    store_records_of(db, config, n, 0..n);
+}
+
+/// Records `rows` of `n` generated ones (trace ids by row, so batches add up).
+fn store_records_of(db: &redb::Database, config: &Config, n: usize, rows: std::ops::Range<usize>) {
     let data = generate(&SyntheticSpec {
         n,
         dim: 32,
@@ -56,7 +61,7 @@ fn store_records(db: &redb::Database, config: &Config, n: usize) {
         .unwrap()
         .model_id();
     let time = now_ms() - 60_000;
-    let records: Vec<FacetRecord> = (0..n)
+    let records: Vec<FacetRecord> = rows
         .map(|i| {
             let mut trace_id = [0u8; 16];
             trace_id[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
@@ -213,6 +218,59 @@ async fn facets_become_a_published_map_then_backfill_then_idle_and_survive_resta
     assert_eq!(published.get("task").unwrap().version, 4);
     assert!(state_of(&states, "task").due_ms > now_ms() + 23 * 3600 * 1000);
     handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_map_is_rebuilt_once_the_summaries_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = open_db(&config);
+    let (handle, published, _) = start(&config, &db, Arc::new(RecordingBackfill::default()));
+    let total = 1300;
+    store_records_of(&db, &config, total, 0..300);
+    let task = state_of(&handle.check_now().await.unwrap(), "task");
+    assert_eq!((task.phase, task.map_version), (Phase::Idle, Some(1)));
+    assert_eq!(
+        (task.map_records, task.rebuild_at_records),
+        (Some(300), Some(600))
+    );
+    let shown = tracetopics::topics::cli::next_rebuild_text(&task, now_ms());
+    assert!(
+        shown.contains("once 600 summaries are stored (300 when this map was built)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(in 23h 59m") || shown.contains("(in 1day"),
+        "{shown}"
+    );
+
+    // Grown, but not doubled: the map stays, long before `regenerate_every`.
+    store_records_of(&db, &config, total, 300..599);
+    handle.check_now().await.unwrap();
+    assert_eq!(published.get("task").unwrap().version, 1);
+    // Doubled: rebuilt now, ids matched to version 1, the next doubling awaited.
+    store_records_of(&db, &config, total, 599..600);
+    let task = state_of(&handle.check_now().await.unwrap(), "task");
+    let map = published.get("task").unwrap();
+    assert_eq!((map.version, task.map_version), (2, Some(2)));
+    assert_eq!(map.sample, 600);
+    assert_eq!(map.changes.as_ref().unwrap().previous_version, 1);
+    assert_eq!(
+        (task.map_records, task.rebuild_at_records),
+        (Some(600), Some(1200))
+    );
+    assert!(
+        task.due_ms > now_ms() + 23 * 3600 * 1000,
+        "the daily schedule restarts"
+    );
+    handle.shutdown().await;
+
+    // Up to the sample size: a map built from a full sample waits for the schedule.
+    assert_eq!(automation::growth_rebuild_at(300, 1000), Some(600));
+    assert_eq!(automation::growth_rebuild_at(700, 1000), Some(1000));
+    assert_eq!(automation::growth_rebuild_at(999, 1000), Some(1000));
+    assert_eq!(automation::growth_rebuild_at(1000, 1000), None);
+    assert_eq!(automation::growth_rebuild_at(5000, 1000), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

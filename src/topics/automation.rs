@@ -3,7 +3,8 @@
 //!
 //! `waiting_for_facets` → (enough traces faceted) → `recomputing_topic_maps` → (map named, stored,
 //! published) → `backfill` → (the `Backfill` hook succeeded) → `idle` → (every
-//! `regenerate_every`, or on demand) → `recomputing_topic_maps` …
+//! `regenerate_every`, on demand, or — while the map was built from fewer summaries than the
+//! sample size — once the facet's summaries have doubled since) → `recomputing_topic_maps` …
 //!
 //! One worker task handles every facet in turn, at most one regeneration at a time; clustering
 //! runs on its own thread so the async runtime stays responsive. A state left in
@@ -56,6 +57,18 @@ pub struct FacetState {
     /// Set while some topics carry keyword names: when to ask the naming model again.
     pub naming_retry_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// Summaries of the facet in the window when the current map was built.
+    pub map_records: Option<usize>,
+    /// An early map, built from fewer summaries than `clustering.sample_size`, is rebuilt once
+    /// the window holds this many (twice `map_records`, at most the sample size), before
+    /// `due_ms` if that comes first. `None` once a map had a full sample.
+    pub rebuild_at_records: Option<usize>,
+}
+
+/// When a map built from `records` summaries should be rebuilt for growth: once they doubled,
+/// up to the sample size; never once it had a full sample.
+pub fn growth_rebuild_at(records: usize, sample_size: usize) -> Option<usize> {
+    (records < sample_size).then(|| records.saturating_mul(2).min(sample_size).max(records + 1))
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -222,7 +235,8 @@ impl Automation {
                 Phase::Backfill => self.run_backfill(facet, &mut state).await,
                 Phase::Idle => {
                     self.retry_names_if_due(facet, &mut state, false).await;
-                    (force || now >= state.due_ms).then_some(Phase::RecomputingTopicMaps)
+                    (force || now >= state.due_ms || self.grown(facet, &state).await)
+                        .then_some(Phase::RecomputingTopicMaps)
                 }
             };
             match next {
@@ -240,17 +254,44 @@ impl Automation {
 
     /// Enough traces faceted in the window for a first map.
     async fn ready(&self, facet: &str) -> bool {
+        self.count_records(facet)
+            .await
+            .is_some_and(|count| count >= self.config.min_traces)
+    }
+
+    /// An early map's summaries have grown enough for a rebuild (not after a failed one: that
+    /// waits for its retry time, `due_ms`).
+    async fn grown(&self, facet: &str, state: &FacetState) -> bool {
+        let Some(at) = state.rebuild_at_records else {
+            return false;
+        };
+        if state.last_error.is_some() {
+            return false;
+        }
+        let grown = self.count_records(facet).await.is_some_and(|n| n >= at);
+        if grown {
+            tracing::info!(
+                facet,
+                records = at,
+                "summaries grew since the map was built: rebuilding early"
+            );
+        }
+        grown
+    }
+
+    /// Summaries of `facet` in the window (`None` when they cannot be counted).
+    async fn count_records(&self, facet: &str) -> Option<usize> {
         let since = now_ms().saturating_sub(ms(self.config.window.get()));
         let (db, name) = (self.db.clone(), facet.to_string());
         match tokio::task::spawn_blocking(move || topic_store::count_records(&db, &name, since))
             .await
         {
-            Ok(Ok(count)) => count >= self.config.min_traces,
+            Ok(Ok(count)) => Some(count),
             Ok(Err(e)) => {
                 tracing::warn!(facet, error = %e, "cannot count facet records");
-                false
+                None
             }
-            Err(_) => false,
+            Err(_) => None,
         }
     }
 
@@ -270,11 +311,15 @@ impl Automation {
         );
         tracing::info!(facet, "building topic map");
         let result = on_thread("topic-map", move || {
-            regenerate(&db, &name, &config, &model, now, &|_, _| {})
+            let since = now.saturating_sub(ms(config.window.get()));
+            let records = topic_store::count_records(&db, &name, since).ok();
+            regenerate(&db, &name, &config, &model, now, &|_, _| {}).map(|r| (r, records))
         })
         .await;
+        let mut records_at_build = None;
         let outcome = match result {
-            Ok(Ok(mut regenerated)) => {
+            Ok(Ok((mut regenerated, records))) => {
+                records_at_build = records;
                 let report =
                     name_topics(&self.namer, &mut regenerated.map, &self.config.naming, None).await;
                 if report.error.is_some() {
@@ -333,6 +378,9 @@ impl Automation {
                     due_ms: now + ms(self.config.regenerate_every.get()),
                     naming_retry_ms: unnamed.then(|| now + ms(NAMING_RETRY)),
                     last_error: None,
+                    map_records: records_at_build,
+                    rebuild_at_records: records_at_build
+                        .and_then(|n| growth_rebuild_at(n, self.config.clustering.sample_size)),
                 };
             }
             Err(message) => {

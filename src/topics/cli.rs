@@ -180,6 +180,9 @@ pub fn show(config: &Config, facet: Option<&str>) -> Result<String, String> {
         if let Some(e) = &state.last_error {
             out.push_str(&format!(" (last error: {e})"));
         }
+        if view.map.is_some() {
+            out.push_str(&format!("\n  {}", next_rebuild_text(state, now_ms())));
+        }
         out.push_str("\n\n");
     }
     Ok(out)
@@ -188,24 +191,16 @@ pub fn show(config: &Config, facet: Option<&str>) -> Result<String, String> {
 /// One map as a table: id, share, size, name, keywords.
 pub fn render_map(map: &super::TopicMap) -> String {
     let mut out = format!(
-        "facet `{}`: version {}, {} topics from {} summaries, {:.1}% noise",
+        "facet `{}`: version {}, {} topics from {} summaries, {}",
         map.facet,
         map.version,
         map.topics.len(),
         map.sample,
-        map.noise_share * 100.0
+        noise_text(map)
     );
     if let Some(c) = &map.changes {
-        out.push_str(&format!(
-            "; vs version {}: {} kept, {} new, {} retired",
-            c.previous_version,
-            c.kept.len(),
-            c.new.len(),
-            c.retired.len()
-        ));
-        if let Some(s) = c.stability {
-            out.push_str(&format!(", stability {s:.2}"));
-        }
+        out.push('\n');
+        out.push_str(&changes_text(c, map.topics.len()));
     }
     out.push('\n');
     out.push_str(&format!(
@@ -229,6 +224,69 @@ pub fn render_map(map: &super::TopicMap) -> String {
     }
     if map.topics.iter().any(|t| !t.named) {
         out.push_str("  * keyword name: naming failed, retried later\n");
+    }
+    out
+}
+
+fn now_ms() -> u64 {
+    super::automation::now_ms()
+}
+
+/// "next rebuild: 2026-12-05T17:00:00Z (in 23h 59m) or once 1600 summaries are stored (800
+/// when this map was built), whichever comes first".
+pub fn next_rebuild_text(state: &super::FacetState, now_ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(state.due_ms);
+    let mut text = format!("next rebuild: {}", humantime::format_rfc3339_seconds(at));
+    if state.due_ms > now_ms {
+        // Minutes are precise enough; seconds would make every `show` differ.
+        let minutes = Duration::from_secs((state.due_ms - now_ms) / 60_000 * 60);
+        text.push_str(&format!(" (in {})", humantime::format_duration(minutes)));
+    } else {
+        text.push_str(" (due now)");
+    }
+    if let Some(at) = state.rebuild_at_records {
+        text.push_str(&format!(" or once {at} summaries are stored"));
+        if let Some(built) = state.map_records {
+            text.push_str(&format!(" ({built} when this map was built)"));
+        }
+        text.push_str(", whichever comes first");
+    }
+    text
+}
+
+/// "3.2% noise (11.0% before outlier reassignment)".
+fn noise_text(map: &super::TopicMap) -> String {
+    let mut text = format!("{:.1}% noise", map.noise_share * 100.0);
+    if let Some(before) = map.noise_before_reassignment {
+        text.push_str(&format!(
+            " ({:.1}% before outlier reassignment)",
+            before * 100.0
+        ));
+    }
+    text
+}
+
+/// All five counts, so that both sides add up (now = kept + split + new; before = kept +
+/// merged + retired), and what the stability score means.
+pub fn changes_text(c: &super::MapChanges, topics_now: usize) -> String {
+    let before = c.kept.len() + c.merged.len() + c.retired.len();
+    let mut out = format!(
+        "  vs version {}: {} kept, {} split off, {} new (= {} topics now); \
+         {} merged into others, {} retired (of {} before)",
+        c.previous_version,
+        c.kept.len(),
+        c.split.len(),
+        c.new.len(),
+        topics_now,
+        c.merged.len(),
+        c.retired.len(),
+        before
+    );
+    if let Some(s) = c.stability {
+        out.push_str(&format!(
+            "\n  stability {s:.2}: adjusted Rand index of how both versions group the traces \
+             their samples share (1 = same grouping, 0 = no more alike than chance)"
+        ));
     }
     out
 }
@@ -293,4 +351,69 @@ fn cluster_locally(config: &Config, request: &ClusterRequest) -> Result<ClusterR
     bar.finish_and_clear();
     named?;
     Ok(adhoc::report(&map, matched, request.samples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topics::{MapChanges, Topic, TopicMap};
+
+    fn topic(id: u32) -> Topic {
+        Topic {
+            id,
+            name: format!("topic {id}"),
+            description: String::new(),
+            named: true,
+            keywords: vec!["refund".into()],
+            centroid: vec![1.0, 0.0],
+            threshold: 0.1,
+            size: 10,
+            share: 0.1,
+            exemplars: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn show_prints_all_five_counts_and_says_what_stability_is() {
+        // Before: 1, 2, 3, 4, 5. Now: 1 and 2 kept, 7 split off 3, 8 new; 4 merged into 1,
+        // 3 and 5 retired.
+        let map = TopicMap {
+            facet: "task".into(),
+            version: 2,
+            created_ms: 0,
+            embedding_model: "m".into(),
+            dim: 2,
+            params: crate::cluster::ClusterConfig::default(),
+            sample: 100,
+            noise_share: 0.032,
+            noise_before_reassignment: Some(0.11),
+            distance_threshold: 0.2,
+            topics: [1, 2, 7, 8].into_iter().map(topic).collect(),
+            changes: Some(MapChanges {
+                previous_version: 1,
+                kept: vec![1, 2],
+                split: vec![(7, 3)],
+                merged: vec![(4, 1)],
+                new: vec![8],
+                retired: vec![3, 5],
+                stability: Some(0.8312),
+            }),
+        };
+        let text = render_map(&map);
+        assert!(
+            text.contains("3.2% noise (11.0% before outlier reassignment)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "vs version 1: 2 kept, 1 split off, 1 new (= 4 topics now); \
+                 1 merged into others, 2 retired (of 5 before)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("stability 0.83: adjusted Rand index of how both versions group"),
+            "{text}"
+        );
+    }
 }
