@@ -154,7 +154,7 @@ async fn the_builtin_models_work_offline() {
         .iter()
         .find(|r| r.facet == "task")
         .expect("task facet");
-    assert_eq!(task.text, "Where is my refund?");
+    assert_eq!(task.text, "Where is my refund? I have waited two weeks.");
     assert_eq!(task.embedding.len(), 384);
     assert!(task.facet_model.starts_with("builtin"));
 }

@@ -11,8 +11,9 @@
 //! The threshold is the member distance that minimizes
 //! `member_weight × (share of members beyond it) + (share of stand-ins within it)`.
 //! A topic with too few stand-ins (nothing else falls to it) keeps the quantile rule.
-//! The map's global threshold, unless configured, is the distance within which
-//! [`GLOBAL_MEMBER_QUANTILE`] of all clustered traces lie from their own centroid.
+//! The map's global threshold, unless configured, is the same trade pooled over all topics, but
+//! at least the distance within which [`GLOBAL_MEMBER_QUANTILE`] of all clustered traces lie
+//! from their own centroid.
 
 use super::config::{ThresholdMethod, TopicsConfig};
 use crate::cluster::DistanceQuantiles;
@@ -94,10 +95,19 @@ pub fn calibrate(
             standins[t].push(d);
         }
     }
-    let mut pooled: Vec<f32> = members.iter().flatten().copied().collect();
     let distance_threshold = config.distance_threshold.unwrap_or_else(|| {
-        // Without any clustered point there is nothing to learn from: accept nothing beyond 2.
-        quantile(&mut pooled, GLOBAL_MEMBER_QUANTILE).unwrap_or(2.0)
+        // The same trade pooled over every topic, but never below the distance that holds
+        // GLOBAL_MEMBER_QUANTILE of the members (a cap must not cut into the topics it caps).
+        // Without any clustered point there is nothing to learn from: 2 accepts everything.
+        let mut pooled: Vec<f32> = members.iter().flatten().copied().collect();
+        let mut pooled_standins: Vec<f32> = standins.iter().flatten().copied().collect();
+        let spread = quantile(&mut pooled, GLOBAL_MEMBER_QUANTILE).unwrap_or(2.0);
+        separating_threshold(
+            &mut pooled,
+            &mut pooled_standins,
+            config.topic_threshold.member_weight,
+        )
+        .map_or(spread, |t| t.max(spread))
     });
     let rule = &config.topic_threshold;
     let mut calibrated_topics = 0;
@@ -106,9 +116,17 @@ pub fn calibrate(
             let by_quantile = rule.quantile_threshold(&quantiles[t]);
             let threshold = match rule.method {
                 ThresholdMethod::Calibrated if standins[t].len() >= MIN_STANDINS => {
-                    calibrated_topics += 1;
-                    separating_threshold(&mut members[t], &mut standins[t], rule.member_weight)
-                        .unwrap_or(by_quantile)
+                    match separating_threshold(
+                        &mut members[t],
+                        &mut standins[t],
+                        rule.member_weight,
+                    ) {
+                        Some(threshold) => {
+                            calibrated_topics += 1;
+                            threshold
+                        }
+                        None => by_quantile,
+                    }
                 }
                 _ => by_quantile,
             };
@@ -268,5 +286,60 @@ mod tests {
         };
         reassign_outliers(&mut labels, &distances, &strict);
         assert_eq!(labels, vec![0, 1, 0, -1, -1, -1]);
+    }
+
+    fn quantiles(p95: f32) -> DistanceQuantiles {
+        DistanceQuantiles {
+            p50: p95 / 2.0,
+            p90: p95,
+            p95,
+            p99: p95,
+            max: p95,
+        }
+    }
+
+    #[test]
+    fn calibration_learns_per_topic_and_global_thresholds_unless_configured() {
+        // Topic 0: members at 0.01..0.05, and topic 1's members fall to it at 0.2 when topic 1
+        // is left out. Topic 1: members at 0.1..0.3, nothing else falls to it (quantile rule).
+        let mut distances = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..50 {
+            labels.push(0);
+            distances.push(PointDistances {
+                own: Some(0.01 + 0.04 * i as f32 / 49.0),
+                nearest_other: Some((2, 0.9)),
+            });
+            labels.push(1);
+            distances.push(PointDistances {
+                own: Some(0.1 + 0.2 * i as f32 / 49.0),
+                nearest_other: Some((0, 0.2)),
+            });
+        }
+        let q = [quantiles(0.05), quantiles(0.3), quantiles(0.0)];
+        let config = TopicsConfig::default();
+        let c = calibrate(&distances, &labels, &q, &config);
+        assert_eq!(c.calibrated_topics, 1);
+        // Halfway between the farthest member (0.05) and the nearest stand-in (0.2).
+        assert!((c.thresholds[0] - 0.125).abs() < 1e-4, "{:?}", c.thresholds);
+        // Pooled, accepting every member beats missing topic 1's far half: the global sits
+        // midway between the farthest member (0.3) and the next stand-in (0.9).
+        assert!((c.distance_threshold - 0.6).abs() < 1e-4, "{c:?}");
+        // Topic 1: p95 × 1.2, within the global.
+        assert!((c.thresholds[1] - 0.36).abs() < 1e-5, "{c:?}");
+        // A configured global and floor apply as given; the quantile method ignores stand-ins.
+        let mut fixed = TopicsConfig::default();
+        fixed.distance_threshold = Some(0.8);
+        fixed.topic_threshold.method = ThresholdMethod::Quantile;
+        fixed.topic_threshold.floor = Some(0.1);
+        let c = calibrate(&distances, &labels, &q, &fixed);
+        assert_eq!(c.distance_threshold, 0.8);
+        assert_eq!(c.calibrated_topics, 0);
+        assert!(
+            (c.thresholds[0] - 0.1).abs() < 1e-6,
+            "floor: {:?}",
+            c.thresholds
+        );
+        assert!((c.thresholds[1] - 0.36).abs() < 1e-5, "{:?}", c.thresholds);
     }
 }
