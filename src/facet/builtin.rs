@@ -137,6 +137,96 @@ const GREETINGS: &[&str] = &[
     "much",
 ];
 
+/// Words that only dress a request (how the user feels about the service, the conversation
+/// itself) and function words: a sentence made of these and greetings, thanks and venting
+/// carries no request ("Third time I'm contacting you about this!", "Sort this out today or
+/// I'm taking my business elsewhere.").
+const DRESSING: &[&str] = &[
+    "honestly",
+    "extremely",
+    "really",
+    "very",
+    "so",
+    "just",
+    "usually",
+    "always",
+    "otherwise",
+    "third",
+    "time",
+    "times",
+    "contacting",
+    "trying",
+    "complain",
+    "complaining",
+    "joke",
+    "service",
+    "business",
+    "elsewhere",
+    "sort",
+    "today",
+    "taking",
+    "fan",
+    "customer",
+    "folks",
+    "regards",
+    "hassle",
+    "bit",
+    "sorry",
+    "trouble",
+    "patience",
+    "appreciated",
+    "shopping",
+    "fast",
+    "real",
+    "answer",
+    "hope",
+    "i",
+    "i'm",
+    "i've",
+    "im",
+    "me",
+    "my",
+    "am",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "it",
+    "it's",
+    "its",
+    "this",
+    "that",
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "with",
+    "about",
+    "out",
+    "or",
+    "and",
+    "but",
+    "though",
+    "however",
+    "as",
+    "you",
+    "your",
+    "you're",
+    "we",
+    "our",
+    "ok",
+    "okay",
+    "alright",
+    "now",
+    "all",
+    "in",
+    "on",
+    "for",
+    "at",
+];
+
 /// Longest Task answer, in characters. A request longer than this keeps its first sentences
 /// up to the cap (the last one cut with `…` only when a single sentence is longer).
 pub const TASK_MAX_CHARS: usize = 300;
@@ -151,11 +241,7 @@ fn task(segments: &[String]) -> String {
         Some(text) => {
             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
             let all = sentences(&text);
-            let mut kept: Vec<&str> = all
-                .iter()
-                .copied()
-                .filter(|s| request_score(s) > 0)
-                .collect();
+            let mut kept: Vec<&str> = all.iter().copied().filter(|s| !is_dressing(s)).collect();
             if kept.is_empty() {
                 // Nothing but pleasantries: the most request-like of them.
                 kept.extend(
@@ -178,6 +264,20 @@ fn task(segments: &[String]) -> String {
             .map(|s| sentence(split(s).1, 160))
             .unwrap_or_else(|| "Unknown task".into()),
     }
+}
+
+/// A sentence (or clause) that asks for nothing: no word beyond greetings, thanks, venting and
+/// dressing, or one that scores as no request at all.
+fn is_dressing(sentence: &str) -> bool {
+    request_score(sentence) <= 0
+        || !words(sentence).any(|w| {
+            let w = w.as_str();
+            !(GREETINGS.contains(&w)
+                || POSITIVE.contains(&w)
+                || (NEGATIVE.contains(&w) && !REQUEST_WORDS.contains(&w))
+                || DRESSING.contains(&w))
+        })
+        || words(sentence).next().is_some_and(|w| w == "hope")
 }
 
 /// Whole sentences joined by a space while they fit in `max_chars`; a first sentence that
@@ -255,7 +355,7 @@ fn request_score(sentence: &str) -> i32 {
 fn strip_greeting(sentence: &str) -> &str {
     for turn in [", but ", ", however "] {
         if let Some((head, rest)) = sentence.split_once(turn) {
-            if request_score(head) <= 0 && request_score(rest) > 0 {
+            if is_dressing(head) && !is_dressing(rest) {
                 return rest;
             }
         }
@@ -468,6 +568,17 @@ mod tests {
                 "Delivery was fast as always, but where is my refund for order 7?",
             ),
             ("Hello! Thank you!", "Hello!"),
+            // Dressing around the request: feelings about the service, threats, apologies.
+            (
+                "I usually love shopping with you, but where is my refund for order 7? \
+                 Sort this out today or I'm taking my business elsewhere.",
+                "where is my refund for order 7?",
+            ),
+            (
+                "Third time I'm contacting you about this! The app crashes when I open it. \
+                 Hope you can help, it's been a bit of a hassle.",
+                "The app crashes when I open it.",
+            ),
         ] {
             let trace = lines(&[&format!("[user] {message}"), "[assistant] Sure."]);
             assert_eq!(answer(&task, &trace), expected, "{message}");

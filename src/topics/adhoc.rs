@@ -62,7 +62,11 @@ pub struct ClusterReport {
     pub matched: usize,
     /// Summaries clustered (at most `topics.clustering.sample_size`).
     pub sample: usize,
+    /// Share of the sample no topic speaks for (after outlier reassignment).
     pub noise_share: f32,
+    /// Share the clustering left as noise, before outlier reassignment.
+    #[serde(default)]
+    pub noise_before_reassignment: Option<f32>,
     pub topics: Vec<ReportTopic>,
 }
 
@@ -207,6 +211,7 @@ pub fn report(map: &TopicMap, matched: usize, samples: usize) -> ClusterReport {
         matched,
         sample: map.sample,
         noise_share: map.noise_share,
+        noise_before_reassignment: map.noise_before_reassignment,
         topics: topics
             .iter()
             .enumerate()
@@ -226,13 +231,20 @@ pub fn report(map: &TopicMap, matched: usize, samples: usize) -> ClusterReport {
 /// The report as a text table: rank, share, size, name, keywords, then sample summaries.
 pub fn render(report: &ClusterReport) -> String {
     let mut out = format!(
-        "facet `{}`: {} summaries matched, {} clustered, {} topics, {:.1}% noise\n\n",
+        "facet `{}`: {} summaries matched, {} clustered, {} topics, {:.1}% noise",
         report.facet,
         report.matched,
         report.sample,
         report.topics.len(),
         report.noise_share * 100.0
     );
+    if let Some(before) = report.noise_before_reassignment {
+        out.push_str(&format!(
+            " ({:.1}% before outlier reassignment)",
+            before * 100.0
+        ));
+    }
+    out.push_str("\n\n");
     out.push_str(&format!(
         "{:>4}  {:>6}  {:>6}  {:<40}  {}\n",
         "#", "share", "size", "name", "keywords"
