@@ -205,7 +205,7 @@ fn emit_reclassified(
                 ..Default::default()
             }],
         };
-        let split = crate::receiver::split::split_logs(request).map_err(|e| e.to_string())?;
+        let split = crate::otlp::split::split_logs(request).map_err(|e| e.to_string())?;
         runtime
             .block_on(engine.ingest(split.chunks))
             .map_err(|e| format!("cannot queue reclassified log records: {e:?}"))?;

@@ -9,8 +9,9 @@ pub mod retry;
 pub mod target;
 
 use crate::pipeline::EngineHandle;
-use crate::receiver::wire::{Reader, Value};
-use crate::store::{self, QUEUE, Signal};
+use crate::core::Signal;
+use crate::otlp::wire::{Reader, Value};
+use crate::store::{self, QUEUE};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use bytes::Bytes;
 use client::OtlpClient;
@@ -360,7 +361,7 @@ fn count_items(payload: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::split::split_by_trace;
+    use crate::otlp::split::split_by_trace;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
     use prost::Message;

@@ -4,12 +4,12 @@
 //! every request that arrived meanwhile.
 
 use super::TraceHook;
-use super::hold::{EnrichmentTicket, Held, HeldTrace, RecentlyEnriched};
+use super::hold::{Held, HeldTrace, RecentlyEnriched, ticket};
 use super::tables::{CommitOutcome, Output, pending_value, read_trace};
-use crate::assemble::{Assembler, Placement, ReleasedTrace, TraceId};
+use crate::assemble::{Assembler, Placement, ReleasedTrace};
 use crate::classify::enrich::{Target, add_attributes};
-use crate::receiver::split::{TraceChunk, UNTRACED};
-use crate::store::{self, PENDING, QUEUE, Signal, StoreError};
+use crate::core::{Signal, TraceChunk, TraceId, UNTRACED};
+use crate::store::{self, PENDING, QUEUE, StoreError};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use redb::{Database, Durability};
@@ -419,10 +419,14 @@ impl Engine {
                 let hold = self.enrichment.filter(|_| !release_all);
                 let mut assembled = read_trace(&pending, trace.trace_id, &trace.keys)?;
                 if let Some(enrichment) = hold {
-                    assembled.ticket = Some(EnrichmentTicket::new(
+                    let wake = self.own_sender.clone();
+                    assembled.ticket = Some(ticket(
                         trace.trace_id,
                         self.completions.0.clone(),
-                        self.own_sender.clone(),
+                        // A full command channel means the engine is awake anyway.
+                        move || {
+                            let _ = wake.try_send(Command::Wake);
+                        },
                     ));
                     let items = assembled.spans + assembled.log_records;
                     self.hook.on_trace(&mut assembled);

@@ -1,10 +1,8 @@
 //! What one engine commit writes: queue records for released traces, and the pending records a
 //! trace is read back from.
 
-use super::AssembledTrace;
-use crate::assemble::TraceId;
-use crate::receiver::split::TraceChunk;
-use crate::store::{self, Signal, StoreError};
+use crate::core::{AssembledTrace, Signal, TraceChunk, TraceId};
+use crate::store::{self, StoreError};
 use redb::ReadableTable;
 
 #[derive(Default)]

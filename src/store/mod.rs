@@ -8,6 +8,7 @@ pub mod facet_retry;
 pub mod facets;
 pub mod topics;
 
+use crate::core::Signal;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 
@@ -31,23 +32,13 @@ pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v2");
 const PENDING_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v1");
 const QUEUE_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v1");
 
-/// Which OTLP signal a stored record holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signal {
-    /// `TracesData`; items are spans.
-    Traces = 0,
-    /// `LogsData`; items are log records.
-    Logs = 1,
-}
-
-impl Signal {
-    fn from_byte(byte: u8) -> Signal {
-        // Only this process writes the tables; an unknown byte cannot come from a known schema.
-        if byte == Signal::Logs as u8 {
-            Signal::Logs
-        } else {
-            Signal::Traces
-        }
+/// The signal a stored record's tag byte names. Only this process writes the tables; an unknown
+/// byte cannot come from a known schema.
+fn signal_from_byte(byte: u8) -> Signal {
+    if byte == Signal::Logs as u8 {
+        Signal::Logs
+    } else {
+        Signal::Traces
     }
 }
 
@@ -264,7 +255,7 @@ pub fn pending_value(trace_id: &[u8; 16], signal: Signal, items: u32, payload: &
 pub fn split_pending(value: &[u8]) -> ([u8; 16], Signal, u32, &[u8]) {
     let trace_id: [u8; 16] = value[..16].try_into().expect("16 bytes");
     let items = u32::from_le_bytes(value[17..21].try_into().expect("4 bytes"));
-    (trace_id, Signal::from_byte(value[16]), items, &value[21..])
+    (trace_id, signal_from_byte(value[16]), items, &value[21..])
 }
 
 pub fn queued_value(signal: Signal, items: u32, payload_parts: &[&[u8]]) -> Vec<u8> {
@@ -280,7 +271,7 @@ pub fn queued_value(signal: Signal, items: u32, payload_parts: &[&[u8]]) -> Vec<
 
 pub fn split_queued(value: &[u8]) -> (Signal, u32, &[u8]) {
     (
-        Signal::from_byte(value[0]),
+        signal_from_byte(value[0]),
         u32::from_le_bytes(value[1..5].try_into().expect("4 bytes")),
         &value[5..],
     )
