@@ -6,7 +6,7 @@ use crate::classify::stage::{Classifier, StoredBackfill};
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
-use crate::pipeline::{Engine, EngineHandle, Enrichment, TraceHook};
+use crate::pipeline::{Engine, EngineHandle, Enrichment, QueueConsumer, TraceHook};
 use crate::preprocess::stage::PreprocessedSink;
 use crate::receiver::Ingest;
 use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
@@ -267,10 +267,9 @@ impl Sidecar {
         );
         let _ = engine_cell.set(engine.clone());
         let exporter = Exporter::new(
-            db,
+            QueueConsumer::new(db, &engine),
             client,
             config.exporters.otlp.clone(),
-            engine.clone(),
             metrics.clone(),
         )
         .spawn();

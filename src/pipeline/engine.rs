@@ -9,7 +9,8 @@ use super::tables::{CommitOutcome, Output, pending_value, read_trace};
 use crate::assemble::{Assembler, Placement, ReleasedTrace};
 use crate::classify::enrich::{Target, add_attributes};
 use crate::core::{Signal, TraceChunk, TraceId, UNTRACED};
-use crate::store::{self, PENDING, QUEUE, StoreError};
+use crate::store::queue::QueueWriter;
+use crate::store::{self, PENDING, StoreError};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use redb::{Database, Durability};
@@ -366,8 +367,8 @@ impl Engine {
         let mut all_released = Vec::new();
         {
             let mut pending = tx.open_table(PENDING)?;
-            let mut queue = tx.open_table(QUEUE)?;
-            for k in delivered {
+            let mut queue = QueueWriter::open(&tx)?;
+            for &k in delivered {
                 queue.remove(k)?;
             }
             for (chunks, _) in admitted {
@@ -518,7 +519,7 @@ impl Engine {
     fn release_held(
         &self,
         pending: &mut redb::Table<u64, &[u8]>,
-        queue: &mut redb::Table<u64, &[u8]>,
+        queue: &mut QueueWriter<'_>,
         out: &mut Output,
         trace_id: TraceId,
         held: HeldTrace,

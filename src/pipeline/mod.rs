@@ -3,9 +3,11 @@
 
 mod engine;
 pub mod hold;
+mod queue;
 mod tables;
 
 pub use engine::{Command, Engine, EngineHandle, Enrichment, Refusal};
+pub use queue::{Acknowledger, QueueConsumer};
 use crate::core::AssembledTrace;
 
 /// Called once per released trace, on the engine thread, before the trace is queued for export
