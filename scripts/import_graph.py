@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Prints which top-level modules of src/ each top-level module uses outside its tests, and the
 cycles among them. `crate::a::b` and `crate::{a, b::c}` both count; `main.rs` counts
-`tracetopics::`. `config/` is split into its files (`config/types`, `config/tls`, ...), since the
-root `Config` gathers every stage's section while the stages only use its leaf types. Test code (`*tests.rs`, `#[cfg(test)] mod ...` blocks) is left out.
+`tracetopics::`. `config/` and `store/` are split into their files (`config/types`, `store/topics`,
+...): the root `Config` gathers every stage's section while the stages use its leaf types, and
+`store/` holds, beside the span path's tables, one file of tables per later stage. Test code (`*tests.rs`, `#[cfg(test)] mod ...` blocks) is left out.
 Usage: scripts/import_graph.py [src-dir]"""
 import os, re, sys
 
 src = sys.argv[1] if len(sys.argv) > 1 else "src"
 ROOT_ITEMS = {"RunningSidecar": "app", "Sidecar": "app", "Config": "config"}
+SPLIT = {m: sorted(f[:-3] for f in os.listdir(os.path.join(src, m)) if f.endswith(".rs") and f != "mod.rs")
+         for m in ("config", "store")}
+SUB = "|".join(f"{m}::(?:{'|'.join(files)})\\b" for m, files in SPLIT.items())
 
 def strip_tests(text):
     # Cut each `#[cfg(test)]` item that is a `mod` (inline or file) up to its closing brace.
@@ -29,10 +33,10 @@ def strip_tests(text):
 
 def targets(text, prefix):
     found = set()
-    for m in re.finditer(prefix + r"::(\{[^}]*(?:\{[^}]*\}[^}]*)*\}|config::(?:types|tls|env)\b|\w+)", text):
+    for m in re.finditer(prefix + r"::(\{[^}]*(?:\{[^}]*\}[^}]*)*\}|" + SUB + r"|\w+)", text):
         part = m.group(1).replace("::", "/")
-        names = re.findall(r"(?:^|[{,])\s*(\w+(?:::(?:types|tls|env)\b)?)", part) if part.startswith("{") else [part]
-        names = [n.replace("::", "/") if n.startswith("config::") else n for n in names]
+        names = re.findall(r"(?:^|[{,])\s*(" + SUB + r"|\w+)", part) if part.startswith("{") else [part]
+        names = [n.replace("::", "/") for n in names]
         for n in names:
             found.add(ROOT_ITEMS.get(n, n))
     return found
@@ -46,8 +50,8 @@ for entry in sorted(os.listdir(src)):
     files = [path] if os.path.isfile(path) else [
         os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs
         if f.endswith(".rs") and not f.endswith("tests.rs")]
-    if name == "config":
-        units += [(f"config/{os.path.basename(f)[:-3]}".replace("config/mod", "config"), [f]) for f in sorted(files)]
+    if name in SPLIT:
+        units += [(f"{name}/{os.path.basename(f)[:-3]}".replace(f"{name}/mod", name), [f]) for f in sorted(files)]
     else:
         units.append((name, files))
 
@@ -62,7 +66,7 @@ for name, files in units:
     modules[name] = sorted(uses - {name})
 
 for name, uses in modules.items():
-    print(f"{name:13} -> {' '.join(uses) or '(none)'}")
+    print(f"{name:21} -> {' '.join(uses) or '(none)'}")
 
 # Direct two-way edges, then strongly connected components (modules that reach each other).
 pairs = sorted({tuple(sorted((a, b))) for a, us in modules.items() for b in us if a in modules.get(b, ())})

@@ -4,10 +4,10 @@
 //! every request that arrived meanwhile.
 
 use super::TraceHook;
+use super::enrich::Enrichment;
 use super::hold::{Held, HeldTrace, RecentlyEnriched, ticket};
 use super::tables::{CommitOutcome, Output, pending_value, read_trace};
 use crate::assemble::{Assembler, Placement, ReleasedTrace};
-use crate::classify::enrich::{Target, add_attributes};
 use crate::core::{Signal, TraceChunk, TraceId, UNTRACED};
 use crate::store::queue::QueueWriter;
 use crate::store::{self, PENDING, StoreError};
@@ -51,19 +51,6 @@ pub enum Command {
     Stop,
 }
 
-/// How released traces wait for their topics (`classify:` settings).
-#[derive(Debug, Clone, Copy)]
-pub struct Enrichment {
-    /// Longest a trace is held before it leaves without attributes.
-    pub max_delay: Duration,
-    /// Spans of a held trace that get the attributes.
-    pub target: Target,
-    /// Enriched traces remembered for their late spans.
-    pub late_span_memory: usize,
-    /// Facet summaries on spans are cut to this many characters.
-    pub summary_max_chars: usize,
-}
-
 /// Cloneable sender side of the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -72,7 +59,33 @@ pub struct EngineHandle {
     pub queue_grew: Arc<Notify>,
 }
 
+/// The engine's receiving end. Made together with its handle before the engine starts, so what
+/// is built earlier (the topic backfill) can hold the handle; commands wait in the channel.
+pub struct EngineInbox {
+    receiver: Receiver<Command>,
+    sender: SyncSender<Command>,
+    queue_grew: Arc<Notify>,
+}
+
 impl EngineHandle {
+    /// A handle and the inbox an engine started later reads.
+    pub fn channel() -> (EngineHandle, EngineInbox) {
+        let (sender, receiver) = sync_channel(1024);
+        let queue_grew = Arc::new(Notify::new());
+        let handle = EngineHandle {
+            sender: sender.clone(),
+            queue_grew: queue_grew.clone(),
+        };
+        (
+            handle,
+            EngineInbox {
+                receiver,
+                sender,
+                queue_grew,
+            },
+        )
+    }
+
     pub async fn ingest(&self, chunks: Vec<TraceChunk>) -> Result<(), Refusal> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Ingest { chunks, reply }).await?;
@@ -143,8 +156,7 @@ const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_COMMANDS_PER_COMMIT: usize = 512;
 
 impl Engine {
-    /// Starts the engine thread on an opened store, putting recovered chunks back into the
-    /// assembler so they get a fresh `idle_wait` (their trace may still be arriving).
+    /// Starts the engine thread with a new handle (see [`Engine::start_on`]).
     pub fn start(
         db: Arc<Database>,
         recovered: store::Recovered,
@@ -154,15 +166,47 @@ impl Engine {
         enrichment: Option<Enrichment>,
         metrics: Arc<Metrics>,
     ) -> (EngineHandle, std::thread::JoinHandle<()>) {
-        let (sender, receiver) = sync_channel(1024);
-        let queue_grew = Arc::new(Notify::new());
+        let (handle, inbox) = EngineHandle::channel();
+        let thread = Self::start_on(
+            inbox,
+            db,
+            recovered,
+            assembler,
+            hook,
+            queue_capacity,
+            enrichment,
+            metrics,
+        );
+        (handle, thread)
+    }
+
+    /// Starts the engine thread on an opened store, reading `inbox`, putting recovered chunks
+    /// back into the assembler so they get a fresh `idle_wait` (their trace may still be
+    /// arriving).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_on(
+        inbox: EngineInbox,
+        db: Arc<Database>,
+        recovered: store::Recovered,
+        assembler: Assembler,
+        hook: Box<dyn TraceHook>,
+        queue_capacity: u64,
+        enrichment: Option<Enrichment>,
+        metrics: Arc<Metrics>,
+    ) -> std::thread::JoinHandle<()> {
+        let EngineInbox {
+            receiver,
+            sender,
+            queue_grew,
+        } = inbox;
         let release_tick = assembler.release_tick();
+        let late_span_memory = enrichment.as_ref().map_or(0, |e| e.late_span_memory);
         let mut engine = Engine {
             db,
             assembler,
             hook,
             metrics,
-            queue_grew: queue_grew.clone(),
+            queue_grew,
             next_key: recovered.next_key,
             queued_items: recovered.queued_items,
             queue_capacity,
@@ -170,8 +214,8 @@ impl Engine {
             retry_deletes: (Vec::new(), 0),
             enrichment,
             held: Held::default(),
-            recent: RecentlyEnriched::new(enrichment.map_or(0, |e| e.late_span_memory)),
-            own_sender: sender.clone(),
+            recent: RecentlyEnriched::new(late_span_memory),
+            own_sender: sender,
             completions: std::sync::mpsc::channel(),
         };
         let now = Instant::now();
@@ -185,11 +229,10 @@ impl Engine {
             .exporter_queue_capacity
             .set(queue_capacity as i64);
         engine.update_gauges();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("tracetopics-engine".into())
             .spawn(move || engine.run(receiver))
-            .expect("spawning the engine thread");
-        (EngineHandle { sender, queue_grew }, thread)
+            .expect("spawning the engine thread")
     }
 
     fn run(mut self, receiver: Receiver<Command>) {
@@ -417,9 +460,10 @@ impl Engine {
             for trace in to_release {
                 all_released.push(trace.reason);
                 // At shutdown nothing waits: the stages may not finish before the deadline.
-                let hold = self.enrichment.filter(|_| !release_all);
+                let hold_for = self.enrichment.as_ref().map(|e| e.max_delay);
+                let hold_for = hold_for.filter(|_| !release_all);
                 let mut assembled = read_trace(&pending, trace.trace_id, &trace.keys)?;
-                if let Some(enrichment) = hold {
+                if let Some(max_delay) = hold_for {
                     let wake = self.own_sender.clone();
                     assembled.ticket = Some(ticket(
                         trace.trace_id,
@@ -435,7 +479,7 @@ impl Engine {
                         trace.trace_id,
                         trace.keys,
                         items,
-                        now + enrichment.max_delay,
+                        now + max_delay,
                     );
                 } else {
                     for k in &trace.keys {
@@ -530,7 +574,6 @@ impl Engine {
         for k in &held.keys {
             pending.remove(k)?;
         }
-        let target = self.enrichment.map_or(Target::LocalRoots, |e| e.target);
         // Nothing from the stages (e.g. a trace re-assembled after a restart, or the rest of one
         // whose first part was classified): what is stored for it still applies.
         let stored;
@@ -540,8 +583,11 @@ impl Engine {
         } else {
             attributes
         };
-        if !attributes.is_empty() && !assembled.payload.is_empty() {
-            match add_attributes(&assembled.payload, attributes, target) {
+        let enricher = self.enrichment.as_ref().map(|e| &e.enricher);
+        if let Some(enricher) =
+            enricher.filter(|_| !attributes.is_empty() && !assembled.payload.is_empty())
+        {
+            match enricher.apply(&assembled.payload, attributes, false) {
                 Ok((payload, _)) => assembled.payload = payload,
                 // Stored spans were validated on receipt; should one not parse, it still leaves.
                 Err(e) => {
@@ -556,8 +602,7 @@ impl Engine {
 
     /// The trace's attributes from its stored records, if it has any.
     fn stored_attributes(&self, trace_id: &TraceId) -> Option<Arc<Vec<KeyValue>>> {
-        let max_chars = self.enrichment?.summary_max_chars;
-        match crate::classify::attributes::stored(&self.db, trace_id, max_chars) {
+        match self.enrichment.as_ref()?.enricher.stored(trace_id) {
             Ok(attributes) if !attributes.is_empty() => Some(Arc::new(attributes)),
             Ok(_) => None,
             Err(e) => {
@@ -571,20 +616,17 @@ impl Engine {
     /// `root` mode: the local roots it had are long gone).
     fn enrich_late(&self, chunk: &TraceChunk) -> (Vec<u8>, u64) {
         let attributes = match (&self.enrichment, chunk.signal) {
-            (Some(_), Signal::Traces) => self
+            (Some(enrichment), Signal::Traces) => self
                 .recent
                 .get(&chunk.trace_id)
-                .or_else(|| self.stored_attributes(&chunk.trace_id)),
+                .or_else(|| self.stored_attributes(&chunk.trace_id))
+                .map(|attributes| (enrichment, attributes)),
             _ => None,
         };
-        let Some(attributes) = attributes else {
+        let Some((enrichment, attributes)) = attributes else {
             return (chunk.payload.to_vec(), 0);
         };
-        let target = match self.enrichment.map(|e| e.target) {
-            Some(Target::All) => Target::All,
-            _ => Target::Roots,
-        };
-        match add_attributes(&chunk.payload, &attributes, target) {
+        match enrichment.enricher.apply(&chunk.payload, &attributes, true) {
             Ok((payload, n)) => (payload, n as u64),
             Err(_) => (chunk.payload.to_vec(), 0),
         }

@@ -2,11 +2,13 @@
 //! classify) plug in here; today the default hook passes traces through unchanged.
 
 mod engine;
+mod enrich;
 pub mod hold;
 mod queue;
 mod tables;
 
-pub use engine::{Command, Engine, EngineHandle, Enrichment, Refusal};
+pub use engine::{Command, Engine, EngineHandle, EngineInbox, Refusal};
+pub use enrich::{Enrichment, SpanEnricher};
 pub use queue::{Acknowledger, QueueConsumer};
 use crate::core::AssembledTrace;
 
