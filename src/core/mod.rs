@@ -1,7 +1,9 @@
 //! The words every stage shares, below all of them: a trace id, the two OTLP signals, a chunk of
-//! one trace as a receiver hands it over, a trace as the engine releases it, and the ticket a
-//! held trace travels with. Nothing here knows a stage; every stage may use it.
+//! one trace as a receiver hands it over, a trace as the engine releases it, the ticket a held
+//! trace travels with, and the retry policy (`retry`). Nothing here knows a stage; every stage
+//! may use it.
 
+pub mod retry;
 mod ticket;
 
 pub use ticket::EnrichmentTicket;

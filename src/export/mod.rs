@@ -16,7 +16,8 @@ use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use bytes::Bytes;
 use client::OtlpClient;
 use config::OtlpExporterConfig;
-use retry::{Backoff, Decision, classify};
+use crate::core::retry::{Backoff, within_budget};
+use retry::{Decision, classify};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -241,13 +242,12 @@ impl Sender {
                     }
                     Decision::Retry(server_delay) => {
                         let delay = backoff.delay(server_delay, fastrand::f64());
-                        let max_elapsed = retry.max_elapsed_time.get();
-                        if !max_elapsed.is_zero() && started.elapsed() + delay > max_elapsed {
+                        if !within_budget(started.elapsed(), delay, retry.max_elapsed_time.get()) {
                             tracing::error!(%error, endpoint, spans, "giving up after retry_on_failure.max_elapsed_time");
                             return Some("retries_exhausted");
                         }
                         self.metrics.exporter_requests_retried.inc();
-                        tracing::warn!(%error, endpoint, retry_in = ?delay, spans, "export failed; will retry");
+                        tracing::warn!(%error, endpoint, retry_in = ?delay, server_asked = ?server_delay, spans, "export failed; will retry");
                         tokio::time::sleep(delay).await;
                     }
                 },
