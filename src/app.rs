@@ -261,7 +261,7 @@ impl Sidecar {
                 (Box::new(hook), vec![thread])
             }
         };
-        let engine_thread = Engine::start_on(
+        let engine_thread = Engine::start(
             engine_inbox,
             db.clone(),
             recovered,

@@ -156,35 +156,11 @@ const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_COMMANDS_PER_COMMIT: usize = 512;
 
 impl Engine {
-    /// Starts the engine thread with a new handle (see [`Engine::start_on`]).
-    pub fn start(
-        db: Arc<Database>,
-        recovered: store::Recovered,
-        assembler: Assembler,
-        hook: Box<dyn TraceHook>,
-        queue_capacity: u64,
-        enrichment: Option<Enrichment>,
-        metrics: Arc<Metrics>,
-    ) -> (EngineHandle, std::thread::JoinHandle<()>) {
-        let (handle, inbox) = EngineHandle::channel();
-        let thread = Self::start_on(
-            inbox,
-            db,
-            recovered,
-            assembler,
-            hook,
-            queue_capacity,
-            enrichment,
-            metrics,
-        );
-        (handle, thread)
-    }
-
-    /// Starts the engine thread on an opened store, reading `inbox`, putting recovered chunks
-    /// back into the assembler so they get a fresh `idle_wait` (their trace may still be
-    /// arriving).
+    /// Starts the engine thread on an opened store, reading the `inbox` of a handle made with
+    /// [`EngineHandle::channel`], putting recovered chunks back into the assembler so they get a
+    /// fresh `idle_wait` (their trace may still be arriving).
     #[allow(clippy::too_many_arguments)]
-    pub fn start_on(
+    pub fn start(
         inbox: EngineInbox,
         db: Arc<Database>,
         recovered: store::Recovered,

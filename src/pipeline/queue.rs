@@ -96,7 +96,9 @@ mod tests {
         let (db, recovered) = open(&storage).unwrap();
         let db = Arc::new(db);
         let metrics = Arc::new(Metrics::new());
-        let (engine, thread) = Engine::start(
+        let (engine, inbox) = EngineHandle::channel();
+        let thread = Engine::start(
+            inbox,
             db.clone(),
             recovered,
             Assembler::new(AssemblerConfig::default()),
