@@ -6,7 +6,8 @@ use crate::classify::stage::{Classifier, StoredBackfill};
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
-use crate::pipeline::{Engine, EngineHandle, Enrichment, TraceHook};
+use crate::classify::enricher::TopicEnricher;
+use crate::pipeline::{Engine, EngineHandle, Enrichment, QueueConsumer, TraceHook};
 use crate::preprocess::stage::PreprocessedSink;
 use crate::receiver::Ingest;
 use crate::receiver::grpc::{GrpcReceiver, otlp_status_codes};
@@ -198,16 +199,20 @@ impl Sidecar {
             {
                 Some(Enrichment {
                     max_delay: config.classify.max_enrichment_delay.get(),
-                    target,
                     late_span_memory: config.classify.late_span_memory,
-                    summary_max_chars: config.classify.summary_max_chars,
+                    enricher: Arc::new(TopicEnricher {
+                        db: db.clone(),
+                        target,
+                        summary_max_chars: config.classify.summary_max_chars,
+                    }),
                 })
             }
             _ => None,
         };
         let (mut topics, mut admin_addr) = (None, None);
-        // The backfill emits log records through the engine, which starts after the stages.
-        let engine_cell: Arc<std::sync::OnceLock<EngineHandle>> = Arc::default();
+        // The backfill emits log records through the engine: its handle exists before the stages,
+        // the engine thread starts once they are built.
+        let (engine, engine_inbox) = EngineHandle::channel();
         let (hook, stage_threads): (Box<dyn TraceHook>, Vec<_>) = match stages {
             Stages::Hook(hook) => (hook, Vec::new()),
             Stages::Preprocess(_) | Stages::Facets => {
@@ -234,7 +239,7 @@ impl Sidecar {
                                 db: db.clone(),
                                 window: config.classify.backfill_window.get(),
                                 emit: config.classify.emit_reclassified.then(|| {
-                                    (engine_cell.clone(), tokio::runtime::Handle::current())
+                                    (engine.clone(), tokio::runtime::Handle::current())
                                 }),
                             }),
                         )
@@ -256,7 +261,8 @@ impl Sidecar {
                 (Box::new(hook), vec![thread])
             }
         };
-        let (engine, engine_thread) = Engine::start(
+        let engine_thread = Engine::start(
+            engine_inbox,
             db.clone(),
             recovered,
             Assembler::new(config.assembler.clone()),
@@ -265,12 +271,10 @@ impl Sidecar {
             enrichment,
             metrics.clone(),
         );
-        let _ = engine_cell.set(engine.clone());
         let exporter = Exporter::new(
-            db,
+            QueueConsumer::new(db, &engine),
             client,
             config.exporters.otlp.clone(),
-            engine.clone(),
             metrics.clone(),
         )
         .spawn();

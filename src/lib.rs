@@ -6,6 +6,7 @@ pub mod assemble;
 pub mod classify;
 pub mod cluster;
 pub mod config;
+pub mod core;
 pub mod demo;
 pub mod embed;
 pub mod export;

@@ -57,6 +57,31 @@ async fn a_downstream_refusing_for_a_while_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_long_retry_info_is_capped_and_retried_within_the_time_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour {
+        fail_first: 2,
+        code: Code::Unavailable,
+        retry_delay: Some(Duration::from_secs(3600)),
+        poison: None,
+    })
+    .await;
+    let mut config = config(dir.path(), sink.addr);
+    // Uncapped, the first answer would exceed the budget and the batch would be dropped at once.
+    config.exporters.otlp.retry_on_failure.max_elapsed_time =
+        tracetopics::config::types::HumanDuration::from_secs(60);
+    let sidecar = Sidecar::start(config).await.unwrap();
+    send_traces(sidecar.addresses.grpc.unwrap(), 2, 3).await;
+    assert_eq!(sink.wait_for_spans(6, WAIT).await, 6);
+    let metrics = sidecar.metrics.clone();
+    sidecar.shutdown().await;
+    let text = metrics.encode();
+    assert!(metric(&text, "tracetopics_exporter_requests_retried_total") >= 2.0);
+    assert_eq!(metric(&text, "tracetopics_exporter_sent_spans_total"), 6.0);
+    assert!(!text.contains("tracetopics_exporter_send_failed_spans_total{"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_that_is_down_then_comes_up_gets_everything() {
     let dir = tempfile::tempdir().unwrap();
     let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -15,7 +15,8 @@ use prost::Message;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracetopics::Sidecar;
-use tracetopics::pipeline::{AssembledTrace, TraceHook};
+use tracetopics::core::AssembledTrace;
+use tracetopics::pipeline::TraceHook;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 pub use config::AssemblerConfig;
 
-pub type TraceId = [u8; 16];
+use crate::core::TraceId;
 
 /// Why a trace left the assembler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! fields, which a decoder merges into the repeated field. Only the lengths of the enclosing
 //! messages change.
 
-use crate::receiver::wire::{Reader, Value, WireError, span_ids};
+use crate::otlp::wire::{Reader, Value, WireError, span_ids};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prost::Message;
 use prost::encoding::encode_varint;

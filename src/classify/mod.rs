@@ -5,6 +5,7 @@
 pub mod attributes;
 pub mod config;
 pub mod enrich;
+pub mod enricher;
 pub mod index;
 mod quantized;
 pub mod stage;

@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use redb::Database;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Classifies facet records against the published maps. Cheap to share.
@@ -114,9 +114,8 @@ pub fn record(trace_id: [u8; 16], c: &Classification, time_ms: u64) -> Classific
 pub struct StoredBackfill {
     pub db: Arc<Database>,
     pub window: Duration,
-    /// Where `tracetopics.reclassified` log records go, when enabled (the engine is set once it
-    /// runs).
-    pub emit: Option<(Arc<OnceLock<EngineHandle>>, tokio::runtime::Handle)>,
+    /// Where `tracetopics.reclassified` log records go, when enabled.
+    pub emit: Option<(EngineHandle, tokio::runtime::Handle)>,
 }
 
 impl Backfill for StoredBackfill {
@@ -145,7 +144,6 @@ impl Backfill for StoredBackfill {
             classifications::put(&self.db, chunk, false).map_err(|e| e.to_string())?;
         }
         if let Some((engine, runtime)) = &self.emit {
-            let engine = engine.get().ok_or("the pipeline is not running")?;
             emit_reclassified(engine, runtime, &changed)?;
         }
         tracing::info!(facet = %map.facet, version = map.version, reclassified = updated.len(), changed = changed.len(), "backfill done");
@@ -205,7 +203,7 @@ fn emit_reclassified(
                 ..Default::default()
             }],
         };
-        let split = crate::receiver::split::split_logs(request).map_err(|e| e.to_string())?;
+        let split = crate::otlp::split::split_logs(request).map_err(|e| e.to_string())?;
         runtime
             .block_on(engine.ingest(split.chunks))
             .map_err(|e| format!("cannot queue reclassified log records: {e:?}"))?;

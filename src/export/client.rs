@@ -4,9 +4,10 @@
 //! never decodes or re-encodes a span.
 
 use super::config::{Compression, OtlpExporterConfig};
-use super::retry::{SendError, parse_retry_after};
+use super::retry::SendError;
+use crate::core::retry::parse_retry_after;
 use super::target::ExportTarget;
-use crate::store::Signal;
+use crate::core::Signal;
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;

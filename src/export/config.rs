@@ -79,7 +79,8 @@ impl Default for OtlpExporterConfig {
 }
 
 /// `retry_on_failure:` — exponential back-off for retryable errors. A server's RetryInfo or
-/// Retry-After takes precedence over the computed delay.
+/// Retry-After takes precedence over the computed delay, up to `max_interval`: a longer one is
+/// cut to it and retried, so it cannot use up `max_elapsed_time` at once.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {

@@ -8,44 +8,32 @@ pub mod config;
 pub mod retry;
 pub mod target;
 
-use crate::pipeline::EngineHandle;
-use crate::receiver::wire::{Reader, Value};
-use crate::store::{self, QUEUE, Signal};
+use crate::core::Signal;
+use crate::otlp::wire::{Reader, Value};
+use crate::pipeline::{Acknowledger, QueueConsumer};
+use crate::store::queue::{Batch, BatchLimits};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use bytes::Bytes;
 use client::OtlpClient;
 use config::OtlpExporterConfig;
-use redb::{Database, ReadableDatabase};
-use retry::{Backoff, Decision, classify};
+use crate::core::retry::{Backoff, within_budget};
+use retry::{Decision, classify};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use config::ExportersConfig;
 
-/// Consecutive queue records of one signal.
-struct Batch {
-    signal: Signal,
-    /// Spans or log records.
-    spans: u64,
-    payload: Vec<u8>,
-    /// Each record's queue key, span count and byte range in `payload`.
-    records: Vec<Record>,
-    /// Stopped at a size limit (more is waiting), so there is no point waiting to fill it.
-    full: bool,
-}
-
-struct Record {
-    key: u64,
-    spans: u64,
-    range: std::ops::Range<usize>,
-}
-
 pub struct Exporter {
-    db: Arc<Database>,
+    queue: QueueConsumer,
+    sender: Sender,
+}
+
+/// What each send needs; shared by the concurrent sends.
+struct Sender {
     client: OtlpClient,
     config: OtlpExporterConfig,
-    engine: EngineHandle,
+    acknowledger: Acknowledger,
     metrics: Arc<Metrics>,
 }
 
@@ -74,18 +62,20 @@ impl ExporterHandle {
 
 impl Exporter {
     pub fn new(
-        db: Arc<Database>,
+        queue: QueueConsumer,
         client: OtlpClient,
         config: OtlpExporterConfig,
-        engine: EngineHandle,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let acknowledger = queue.acknowledger();
         Self {
-            db,
-            client,
-            config,
-            engine,
-            metrics,
+            queue,
+            sender: Sender {
+                client,
+                config,
+                acknowledger,
+                metrics,
+            },
         }
     }
 
@@ -96,10 +86,14 @@ impl Exporter {
     }
 
     async fn run(self, mut drain: watch::Receiver<bool>) {
-        let consumers = self.config.sending_queue.num_consumers.max(1);
+        let consumers = self.sender.config.sending_queue.num_consumers.max(1);
         let permits = Arc::new(Semaphore::new(consumers));
-        let this = Arc::new(self);
-        let mut cursor = 0u64;
+        let mut queue = self.queue;
+        let this = Arc::new(self.sender);
+        let limits = BatchLimits {
+            max_items: this.config.batch.send_batch_size as u64,
+            max_bytes: this.config.batch.send_batch_max_bytes,
+        };
         let mut waiting_since: Option<Instant> = None;
         let mut sends = tokio::task::JoinSet::new();
         loop {
@@ -113,7 +107,7 @@ impl Exporter {
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
-            let batch = match this.read_batch(cursor) {
+            let batch = match queue.peek(limits) {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the sending queue; retrying");
@@ -122,13 +116,13 @@ impl Exporter {
                     continue;
                 }
             };
-            if batch.records.is_empty() {
+            if batch.is_empty() {
                 drop(permit);
                 waiting_since = None;
                 if draining && permits.available_permits() == consumers {
                     break;
                 }
-                let grew = this.engine.queue_grew.clone();
+                let grew = queue.grew();
                 tokio::select! {
                     _ = grew.notified() => {}
                     _ = drain.changed(), if !closed => {}
@@ -142,7 +136,7 @@ impl Exporter {
                 let fill_deadline = since + this.config.batch.timeout.get();
                 if Instant::now() < fill_deadline {
                     drop(permit);
-                    let grew = this.engine.queue_grew.clone();
+                    let grew = queue.grew();
                     tokio::select! {
                         _ = tokio::time::sleep_until(fill_deadline.into()) => {}
                         _ = grew.notified() => {}
@@ -152,67 +146,23 @@ impl Exporter {
                 }
             }
             waiting_since = None;
-            cursor = batch.records.last().expect("non-empty batch").key + 1;
+            queue.take(&batch);
             let exporter = this.clone();
             sends.spawn(async move { exporter.deliver(batch, permit).await });
         }
         while sends.join_next().await.is_some() {}
     }
+}
 
-    /// Reads the next batch after `cursor`. The records were just written, so this hits redb's
-    /// page cache and runs inline rather than waking a blocking-pool thread per batch.
-    fn read_batch(&self, cursor: u64) -> Result<Batch, store::StoreError> {
-        let max_spans = self.config.batch.send_batch_size as u64;
-        let max_bytes = self.config.batch.send_batch_max_bytes;
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(QUEUE)?;
-        let mut batch = Batch {
-            signal: Signal::Traces,
-            spans: 0,
-            payload: Vec::new(),
-            records: Vec::new(),
-            full: false,
-        };
-        for entry in table.range(cursor..)? {
-            let (key, value) = entry?;
-            let (signal, spans, payload) = store::split_queued(value.value());
-            let spans = u64::from(spans);
-            if batch.records.is_empty() {
-                batch.signal = signal;
-            } else if signal != batch.signal {
-                // The next signal waits for its own request; nothing to gain by waiting here.
-                batch.full = true;
-                break;
-            } else if batch.spans + spans > max_spans
-                || batch.payload.len() + payload.len() > max_bytes
-            {
-                batch.full = true;
-                break;
-            }
-            batch.spans += spans;
-            let start = batch.payload.len();
-            batch.payload.extend_from_slice(payload);
-            batch.records.push(Record {
-                key: key.value(),
-                spans,
-                range: start..batch.payload.len(),
-            });
-            if batch.spans >= max_spans {
-                batch.full = true;
-                break;
-            }
-        }
-        Ok(batch)
-    }
-
+impl Sender {
     /// Sends one batch until it is delivered, permanently refused, or out of retry time, then
-    /// lets the engine delete its records.
-    async fn deliver(&self, batch: Batch, permit: OwnedSemaphorePermit) {
-        let payload = Bytes::from(batch.payload);
+    /// acknowledges it so its records leave the queue.
+    async fn deliver(&self, mut batch: Batch, permit: OwnedSemaphorePermit) {
+        let payload = Bytes::from(std::mem::take(&mut batch.payload));
         let parts = split_request(payload.clone(), self.config.batch.send_batch_max_bytes);
         if parts.len() == 1 {
             if let Some(reason) = self
-                .send_part(batch.signal, payload.clone(), batch.spans)
+                .send_part(batch.signal, payload.clone(), batch.items)
                 .await
             {
                 if reason == "permanent" && batch.records.len() > 1 {
@@ -223,13 +173,13 @@ impl Exporter {
                     );
                     for record in &batch.records {
                         let part = payload.slice(record.range.clone());
-                        if let Some(reason) = self.send_part(batch.signal, part, record.spans).await
+                        if let Some(reason) = self.send_part(batch.signal, part, record.items).await
                         {
-                            self.count_failed(batch.signal, reason, record.spans);
+                            self.count_failed(batch.signal, reason, record.items);
                         }
                     }
                 } else {
-                    self.count_failed(batch.signal, reason, batch.spans);
+                    self.count_failed(batch.signal, reason, batch.items);
                 }
             }
         } else {
@@ -240,8 +190,7 @@ impl Exporter {
                 }
             }
         }
-        let keys = batch.records.iter().map(|r| r.key).collect();
-        self.engine.delivered(keys, batch.spans).await;
+        self.acknowledger.acknowledge(&batch).await;
         drop(permit);
     }
 
@@ -293,13 +242,12 @@ impl Exporter {
                     }
                     Decision::Retry(server_delay) => {
                         let delay = backoff.delay(server_delay, fastrand::f64());
-                        let max_elapsed = retry.max_elapsed_time.get();
-                        if !max_elapsed.is_zero() && started.elapsed() + delay > max_elapsed {
+                        if !within_budget(started.elapsed(), delay, retry.max_elapsed_time.get()) {
                             tracing::error!(%error, endpoint, spans, "giving up after retry_on_failure.max_elapsed_time");
                             return Some("retries_exhausted");
                         }
                         self.metrics.exporter_requests_retried.inc();
-                        tracing::warn!(%error, endpoint, retry_in = ?delay, spans, "export failed; will retry");
+                        tracing::warn!(%error, endpoint, retry_in = ?delay, server_asked = ?server_delay, spans, "export failed; will retry");
                         tokio::time::sleep(delay).await;
                     }
                 },
@@ -360,7 +308,7 @@ fn count_items(payload: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receiver::split::split_by_trace;
+    use crate::otlp::split::split_by_trace;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
     use prost::Message;

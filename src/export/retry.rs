@@ -1,5 +1,6 @@
-//! Which downstream failures are worth retrying, and how long to wait — the OTLP rules in one
-//! pure place (as opentelemetry-otlp keeps them).
+//! Which downstream failures are worth retrying — the OTLP rules in one pure place (as
+//! opentelemetry-otlp's `retry_classification.rs` keeps them). How long to wait is the shared
+//! policy in `core::retry`.
 
 use std::time::Duration;
 
@@ -67,48 +68,6 @@ pub fn classify(error: &SendError) -> Decision {
             _ => Decision::Drop,
         },
         SendError::Transport(_) => Decision::Retry(None),
-    }
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// Exponential back-off with jitter; `jitter` in [0, 1) is the random draw.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-    multiplier: f64,
-    randomization: f64,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration, multiplier: f64, randomization: f64) -> Self {
-        Self {
-            next: initial,
-            max,
-            multiplier,
-            randomization,
-        }
-    }
-
-    /// The wait before the next attempt: the server's delay if it gave one, else the jittered
-    /// exponential step.
-    pub fn delay(&mut self, server_delay: Option<Duration>, jitter: f64) -> Duration {
-        let base = self.next;
-        self.next = base.mul_f64(self.multiplier).min(self.max);
-        if let Some(delay) = server_delay {
-            return delay;
-        }
-        let spread = self.randomization * (2.0 * jitter - 1.0);
-        base.mul_f64((1.0 + spread).max(0.0))
     }
 }
 
@@ -189,33 +148,5 @@ mod tests {
             classify(&SendError::Transport("refused".into())),
             Decision::Retry(None)
         );
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap_and_prefers_the_server_delay() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(4), 2.0, 0.5);
-        assert_eq!(b.delay(None, 0.5), Duration::from_secs(1));
-        assert_eq!(b.delay(None, 0.5), Duration::from_secs(2));
-        assert_eq!(b.delay(None, 0.5), Duration::from_secs(4));
-        assert_eq!(b.delay(None, 0.5), Duration::from_secs(4));
-        assert_eq!(
-            b.delay(Some(Duration::from_millis(10)), 0.9),
-            Duration::from_millis(10)
-        );
-        let jittered =
-            Backoff::new(Duration::from_secs(2), Duration::from_secs(4), 2.0, 0.5).delay(None, 0.0);
-        assert_eq!(jittered, Duration::from_secs(1));
     }
 }

@@ -9,7 +9,7 @@ use crate::classify::attributes::{self, Classification};
 use crate::classify::stage::Classifier;
 use crate::config::Config;
 use crate::embed::Embedder;
-use crate::pipeline::EnrichmentTicket;
+use crate::core::EnrichmentTicket;
 use crate::preprocess::Preprocessed;
 use crate::preprocess::stage::PreprocessedSink;
 use crate::store::classifications::{self, ClassificationRecord};

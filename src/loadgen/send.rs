@@ -5,7 +5,8 @@
 
 use super::Workload;
 use crate::cluster::vectors::mix_seed;
-use crate::export::retry::{Backoff, Decision, SendError, classify};
+use crate::core::retry::Backoff;
+use crate::export::retry::{Decision, SendError, classify};
 use crate::otlp::status::grpc_retry_delay;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;

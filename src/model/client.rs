@@ -228,7 +228,7 @@ impl OpenAiClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::export::retry::parse_retry_after(v, std::time::SystemTime::now()));
+            .and_then(|v| crate::core::retry::parse_retry_after(v, std::time::SystemTime::now()));
         let bytes = response.bytes().await.map_err(transport)?;
         if !status.is_success() {
             let message = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();

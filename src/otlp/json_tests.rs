@@ -94,7 +94,7 @@ fn bad_ids_become_invalid_lengths_for_per_span_rejection() {
     );
     assert_ne!(span.trace_id.len(), 16);
     assert_ne!(span.parent_span_id.len(), 8);
-    assert!(crate::receiver::split::span_problem(&span).is_some());
+    assert!(crate::otlp::split::span_problem(&span).is_some());
 }
 
 #[test]

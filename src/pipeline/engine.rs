@@ -4,12 +4,13 @@
 //! every request that arrived meanwhile.
 
 use super::TraceHook;
-use super::hold::{EnrichmentTicket, Held, HeldTrace, RecentlyEnriched};
+use super::enrich::Enrichment;
+use super::hold::{Held, HeldTrace, RecentlyEnriched, ticket};
 use super::tables::{CommitOutcome, Output, pending_value, read_trace};
-use crate::assemble::{Assembler, Placement, ReleasedTrace, TraceId};
-use crate::classify::enrich::{Target, add_attributes};
-use crate::receiver::split::{TraceChunk, UNTRACED};
-use crate::store::{self, PENDING, QUEUE, Signal, StoreError};
+use crate::assemble::{Assembler, Placement, ReleasedTrace};
+use crate::core::{Signal, TraceChunk, TraceId, UNTRACED};
+use crate::store::queue::QueueWriter;
+use crate::store::{self, PENDING, StoreError};
 use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use redb::{Database, Durability};
@@ -50,19 +51,6 @@ pub enum Command {
     Stop,
 }
 
-/// How released traces wait for their topics (`classify:` settings).
-#[derive(Debug, Clone, Copy)]
-pub struct Enrichment {
-    /// Longest a trace is held before it leaves without attributes.
-    pub max_delay: Duration,
-    /// Spans of a held trace that get the attributes.
-    pub target: Target,
-    /// Enriched traces remembered for their late spans.
-    pub late_span_memory: usize,
-    /// Facet summaries on spans are cut to this many characters.
-    pub summary_max_chars: usize,
-}
-
 /// Cloneable sender side of the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -71,7 +59,33 @@ pub struct EngineHandle {
     pub queue_grew: Arc<Notify>,
 }
 
+/// The engine's receiving end. Made together with its handle before the engine starts, so what
+/// is built earlier (the topic backfill) can hold the handle; commands wait in the channel.
+pub struct EngineInbox {
+    receiver: Receiver<Command>,
+    sender: SyncSender<Command>,
+    queue_grew: Arc<Notify>,
+}
+
 impl EngineHandle {
+    /// A handle and the inbox an engine started later reads.
+    pub fn channel() -> (EngineHandle, EngineInbox) {
+        let (sender, receiver) = sync_channel(1024);
+        let queue_grew = Arc::new(Notify::new());
+        let handle = EngineHandle {
+            sender: sender.clone(),
+            queue_grew: queue_grew.clone(),
+        };
+        (
+            handle,
+            EngineInbox {
+                receiver,
+                sender,
+                queue_grew,
+            },
+        )
+    }
+
     pub async fn ingest(&self, chunks: Vec<TraceChunk>) -> Result<(), Refusal> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Ingest { chunks, reply }).await?;
@@ -142,9 +156,12 @@ const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 const MAX_COMMANDS_PER_COMMIT: usize = 512;
 
 impl Engine {
-    /// Starts the engine thread on an opened store, putting recovered chunks back into the
-    /// assembler so they get a fresh `idle_wait` (their trace may still be arriving).
+    /// Starts the engine thread on an opened store, reading the `inbox` of a handle made with
+    /// [`EngineHandle::channel`], putting recovered chunks back into the assembler so they get a
+    /// fresh `idle_wait` (their trace may still be arriving).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
+        inbox: EngineInbox,
         db: Arc<Database>,
         recovered: store::Recovered,
         assembler: Assembler,
@@ -152,16 +169,20 @@ impl Engine {
         queue_capacity: u64,
         enrichment: Option<Enrichment>,
         metrics: Arc<Metrics>,
-    ) -> (EngineHandle, std::thread::JoinHandle<()>) {
-        let (sender, receiver) = sync_channel(1024);
-        let queue_grew = Arc::new(Notify::new());
+    ) -> std::thread::JoinHandle<()> {
+        let EngineInbox {
+            receiver,
+            sender,
+            queue_grew,
+        } = inbox;
         let release_tick = assembler.release_tick();
+        let late_span_memory = enrichment.as_ref().map_or(0, |e| e.late_span_memory);
         let mut engine = Engine {
             db,
             assembler,
             hook,
             metrics,
-            queue_grew: queue_grew.clone(),
+            queue_grew,
             next_key: recovered.next_key,
             queued_items: recovered.queued_items,
             queue_capacity,
@@ -169,8 +190,8 @@ impl Engine {
             retry_deletes: (Vec::new(), 0),
             enrichment,
             held: Held::default(),
-            recent: RecentlyEnriched::new(enrichment.map_or(0, |e| e.late_span_memory)),
-            own_sender: sender.clone(),
+            recent: RecentlyEnriched::new(late_span_memory),
+            own_sender: sender,
             completions: std::sync::mpsc::channel(),
         };
         let now = Instant::now();
@@ -184,11 +205,10 @@ impl Engine {
             .exporter_queue_capacity
             .set(queue_capacity as i64);
         engine.update_gauges();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("tracetopics-engine".into())
             .spawn(move || engine.run(receiver))
-            .expect("spawning the engine thread");
-        (EngineHandle { sender, queue_grew }, thread)
+            .expect("spawning the engine thread")
     }
 
     fn run(mut self, receiver: Receiver<Command>) {
@@ -366,8 +386,8 @@ impl Engine {
         let mut all_released = Vec::new();
         {
             let mut pending = tx.open_table(PENDING)?;
-            let mut queue = tx.open_table(QUEUE)?;
-            for k in delivered {
+            let mut queue = QueueWriter::open(&tx)?;
+            for &k in delivered {
                 queue.remove(k)?;
             }
             for (chunks, _) in admitted {
@@ -416,13 +436,18 @@ impl Engine {
             for trace in to_release {
                 all_released.push(trace.reason);
                 // At shutdown nothing waits: the stages may not finish before the deadline.
-                let hold = self.enrichment.filter(|_| !release_all);
+                let hold_for = self.enrichment.as_ref().map(|e| e.max_delay);
+                let hold_for = hold_for.filter(|_| !release_all);
                 let mut assembled = read_trace(&pending, trace.trace_id, &trace.keys)?;
-                if let Some(enrichment) = hold {
-                    assembled.ticket = Some(EnrichmentTicket::new(
+                if let Some(max_delay) = hold_for {
+                    let wake = self.own_sender.clone();
+                    assembled.ticket = Some(ticket(
                         trace.trace_id,
                         self.completions.0.clone(),
-                        self.own_sender.clone(),
+                        // A full command channel means the engine is awake anyway.
+                        move || {
+                            let _ = wake.try_send(Command::Wake);
+                        },
                     ));
                     let items = assembled.spans + assembled.log_records;
                     self.hook.on_trace(&mut assembled);
@@ -430,7 +455,7 @@ impl Engine {
                         trace.trace_id,
                         trace.keys,
                         items,
-                        now + enrichment.max_delay,
+                        now + max_delay,
                     );
                 } else {
                     for k in &trace.keys {
@@ -514,7 +539,7 @@ impl Engine {
     fn release_held(
         &self,
         pending: &mut redb::Table<u64, &[u8]>,
-        queue: &mut redb::Table<u64, &[u8]>,
+        queue: &mut QueueWriter<'_>,
         out: &mut Output,
         trace_id: TraceId,
         held: HeldTrace,
@@ -525,7 +550,6 @@ impl Engine {
         for k in &held.keys {
             pending.remove(k)?;
         }
-        let target = self.enrichment.map_or(Target::LocalRoots, |e| e.target);
         // Nothing from the stages (e.g. a trace re-assembled after a restart, or the rest of one
         // whose first part was classified): what is stored for it still applies.
         let stored;
@@ -535,8 +559,11 @@ impl Engine {
         } else {
             attributes
         };
-        if !attributes.is_empty() && !assembled.payload.is_empty() {
-            match add_attributes(&assembled.payload, attributes, target) {
+        let enricher = self.enrichment.as_ref().map(|e| &e.enricher);
+        if let Some(enricher) =
+            enricher.filter(|_| !attributes.is_empty() && !assembled.payload.is_empty())
+        {
+            match enricher.apply(&assembled.payload, attributes, false) {
                 Ok((payload, _)) => assembled.payload = payload,
                 // Stored spans were validated on receipt; should one not parse, it still leaves.
                 Err(e) => {
@@ -551,8 +578,7 @@ impl Engine {
 
     /// The trace's attributes from its stored records, if it has any.
     fn stored_attributes(&self, trace_id: &TraceId) -> Option<Arc<Vec<KeyValue>>> {
-        let max_chars = self.enrichment?.summary_max_chars;
-        match crate::classify::attributes::stored(&self.db, trace_id, max_chars) {
+        match self.enrichment.as_ref()?.enricher.stored(trace_id) {
             Ok(attributes) if !attributes.is_empty() => Some(Arc::new(attributes)),
             Ok(_) => None,
             Err(e) => {
@@ -566,20 +592,17 @@ impl Engine {
     /// `root` mode: the local roots it had are long gone).
     fn enrich_late(&self, chunk: &TraceChunk) -> (Vec<u8>, u64) {
         let attributes = match (&self.enrichment, chunk.signal) {
-            (Some(_), Signal::Traces) => self
+            (Some(enrichment), Signal::Traces) => self
                 .recent
                 .get(&chunk.trace_id)
-                .or_else(|| self.stored_attributes(&chunk.trace_id)),
+                .or_else(|| self.stored_attributes(&chunk.trace_id))
+                .map(|attributes| (enrichment, attributes)),
             _ => None,
         };
-        let Some(attributes) = attributes else {
+        let Some((enrichment, attributes)) = attributes else {
             return (chunk.payload.to_vec(), 0);
         };
-        let target = match self.enrichment.map(|e| e.target) {
-            Some(Target::All) => Target::All,
-            _ => Target::Roots,
-        };
-        match add_attributes(&chunk.payload, &attributes, target) {
+        match enrichment.enricher.apply(&chunk.payload, &attributes, true) {
             Ok((payload, n)) => (payload, n as u64),
             Err(_) => (chunk.payload.to_vec(), 0),
         }

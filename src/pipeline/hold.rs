@@ -4,72 +4,31 @@
 //! `max_enrichment_delay` has passed — whichever comes first. A held trace is never lost: a crash
 //! leaves its chunks pending, and the next start re-assembles them.
 
-use super::engine::Command;
-use crate::assemble::TraceId;
+use crate::core::{EnrichmentTicket, TraceId};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
-/// Travels with a released trace through preprocess, facet and classify. The stages add span
-/// attributes to it; when the last clone is dropped — finished, skipped, shed under load or
-/// parked for a retry — the engine is told, so spans wait no longer than the work takes.
-#[derive(Clone)]
-pub struct EnrichmentTicket(Arc<Ticket>);
-
-struct Ticket {
+/// A ticket for a trace the engine holds: its attributes arrive on `completions` when the last
+/// clone is dropped, and `wake` rouses the engine to release it.
+pub(super) fn ticket(
     trace_id: TraceId,
-    attributes: Mutex<Vec<KeyValue>>,
     completions: Sender<(TraceId, Vec<KeyValue>)>,
-    wake: SyncSender<Command>,
-}
-
-impl EnrichmentTicket {
-    pub(super) fn new(
-        trace_id: TraceId,
-        completions: Sender<(TraceId, Vec<KeyValue>)>,
-        wake: SyncSender<Command>,
-    ) -> Self {
-        Self(Arc::new(Ticket {
-            trace_id,
-            attributes: Mutex::new(Vec::new()),
-            completions,
-            wake,
-        }))
-    }
-
-    pub fn trace_id(&self) -> &TraceId {
-        &self.0.trace_id
-    }
-
-    /// Attributes for the trace's spans (see `classify.enrich`). A key added twice keeps the
-    /// last value.
-    pub fn add(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        let mut held = self.0.attributes.lock().expect("ticket lock");
-        for attribute in attributes {
-            held.retain(|a| a.key != attribute.key);
-            held.push(attribute);
-        }
-    }
-}
-
-impl std::fmt::Debug for EnrichmentTicket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EnrichmentTicket({})", hex::encode(self.0.trace_id))
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let attributes = std::mem::take(self.attributes.get_mut().expect("ticket lock"));
-        // Unbounded, so a ticket dropped on the engine thread itself cannot block it. A closed
-        // channel means the engine stopped; the held chunks stay pending for the next start.
-        if self.completions.send((self.trace_id, attributes)).is_ok() {
-            // A full command channel means the engine is awake anyway.
-            let _ = self.wake.try_send(Command::Wake);
-        }
-    }
+    wake: impl Fn() + Send + Sync + 'static,
+) -> EnrichmentTicket {
+    EnrichmentTicket::new(
+        trace_id,
+        Box::new(move |trace_id, attributes| {
+            // Unbounded, so a ticket dropped on the engine thread itself cannot block it. A
+            // closed channel means the engine stopped; the held chunks stay pending for the
+            // next start.
+            if completions.send((trace_id, attributes)).is_ok() {
+                wake();
+            }
+        }),
+    )
 }
 
 /// A trace waiting for its ticket.
@@ -216,6 +175,7 @@ impl RecentlyEnriched {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Command;
     use std::time::Duration;
 
     #[test]
@@ -243,7 +203,9 @@ mod tests {
     fn dropping_the_last_ticket_clone_reports_the_attributes_once() {
         let (wake, woken) = std::sync::mpsc::sync_channel(4);
         let (sender, receiver) = std::sync::mpsc::channel();
-        let ticket = EnrichmentTicket::new([9; 16], sender, wake);
+        let ticket = ticket([9; 16], sender, move || {
+            let _ = wake.try_send(Command::Wake);
+        });
         let other = ticket.clone();
         ticket.add([KeyValue {
             key: "a".into(),

@@ -1,10 +1,9 @@
-//! What one engine commit writes: queue records for released traces, and the pending records a
-//! trace is read back from.
+//! What one engine commit writes: queue records for released traces (through the queue's
+//! writer), and the pending records a trace is read back from.
 
-use super::AssembledTrace;
-use crate::assemble::TraceId;
-use crate::receiver::split::TraceChunk;
-use crate::store::{self, Signal, StoreError};
+use crate::core::{AssembledTrace, Signal, TraceChunk, TraceId};
+use crate::store::queue::QueueWriter;
+use crate::store::{self, StoreError};
 use redb::ReadableTable;
 
 #[derive(Default)]
@@ -27,15 +26,12 @@ pub(super) struct Output {
 impl Output {
     pub(super) fn queue(
         &mut self,
-        queue: &mut redb::Table<u64, &[u8]>,
+        queue: &mut QueueWriter<'_>,
         signal: Signal,
         items: u64,
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        queue.insert(
-            self.key,
-            store::queued_value(signal, items as u32, &[payload]).as_slice(),
-        )?;
+        queue.push(self.key, signal, items as u32, payload)?;
         self.key += 1;
         self.outcome.queued_records += 1;
         self.outcome.queued_items += items;
@@ -45,7 +41,7 @@ impl Output {
     /// Spans before their logs, so a downstream sees the trace the logs point to.
     pub(super) fn queue_trace(
         &mut self,
-        queue: &mut redb::Table<u64, &[u8]>,
+        queue: &mut QueueWriter<'_>,
         trace: &AssembledTrace,
     ) -> Result<(), StoreError> {
         let records = [

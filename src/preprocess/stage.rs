@@ -3,7 +3,8 @@
 //! on), and a worker thread turns it into text. Spans are exported whatever happens here.
 
 use super::{PreprocessConfig, Preprocessed, Preprocessor, Skipped, TraceView};
-use crate::pipeline::{AssembledTrace, EnrichmentTicket, TraceHook};
+use crate::core::{AssembledTrace, EnrichmentTicket};
+use crate::pipeline::TraceHook;
 use crate::telemetry::metrics::{Metrics, PluginErrorLabel, PreprocessLabel};
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! decoded into structs.
 
 use super::Ingest;
-use super::split::{Signal, split_encoded, split_encoded_logs};
+use crate::core::Signal;
+use crate::otlp::split::{split_encoded, split_encoded_logs};
 use crate::otlp::status::grpc_status_with_retry;
 use crate::pipeline::Refusal;
 use bytes::{Buf, Bytes};

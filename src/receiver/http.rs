@@ -2,7 +2,8 @@
 //! `application/json`, plain or gzip. The response is written in the request's encoding.
 
 use super::Ingest;
-use super::split::{Signal, split_by_trace, split_encoded, split_encoded_logs, split_logs};
+use crate::core::Signal;
+use crate::otlp::split::{split_by_trace, split_encoded, split_encoded_logs, split_logs};
 use crate::otlp::{json, json_logs, status};
 use crate::pipeline::Refusal;
 use axum::Router;

@@ -5,13 +5,12 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
-pub mod split;
 pub mod tls;
-pub mod wire;
 
+use crate::core::Signal;
+use crate::otlp::split::SplitRequest;
 use crate::pipeline::{EngineHandle, Refusal};
 use crate::telemetry::metrics::{Metrics, TransportLabel};
-use split::{Signal, SplitRequest};
 use std::sync::Arc;
 
 pub use config::ReceiversConfig;

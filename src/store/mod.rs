@@ -1,4 +1,5 @@
-//! The redb file: buffered trace chunks (`pending`) and the persistent sending queue (`queue`).
+//! The redb file: buffered trace chunks (`pending`) and the persistent sending queue
+//! (`queue.rs`).
 //! Everything a client got an OK for lives here until the downstream acknowledged it. Both tables
 //! hold spans and log records alike, each record tagged with its signal.
 
@@ -6,8 +7,10 @@ pub mod classifications;
 pub mod config;
 pub mod facet_retry;
 pub mod facets;
+pub mod queue;
 pub mod topics;
 
+use crate::core::Signal;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 
@@ -25,29 +28,20 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v2");
 /// key: sequence number (delivery order); value: signal (u8) · item count (u32 LE) · `TracesData`
 /// or `LogsData` bytes.
-pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v2");
+/// Only `queue.rs` opens it.
+const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v2");
 
 // Schema 1 (spans only): the same layouts without the signal byte. Migrated on open.
 const PENDING_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("pending_v1");
 const QUEUE_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_v1");
 
-/// Which OTLP signal a stored record holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signal {
-    /// `TracesData`; items are spans.
-    Traces = 0,
-    /// `LogsData`; items are log records.
-    Logs = 1,
-}
-
-impl Signal {
-    fn from_byte(byte: u8) -> Signal {
-        // Only this process writes the tables; an unknown byte cannot come from a known schema.
-        if byte == Signal::Logs as u8 {
-            Signal::Logs
-        } else {
-            Signal::Traces
-        }
+/// The signal a stored record's tag byte names. Only this process writes the tables; an unknown
+/// byte cannot come from a known schema.
+fn signal_from_byte(byte: u8) -> Signal {
+    if byte == Signal::Logs as u8 {
+        Signal::Logs
+    } else {
+        Signal::Traces
     }
 }
 
@@ -216,7 +210,7 @@ fn migrate_v1(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
                 continue;
             }
             let spans = u32::from_le_bytes(value[..4].try_into().expect("4 bytes"));
-            let record = queued_value(Signal::Traces, spans, &[&value[4..]]);
+            let record = queue::encode(Signal::Traces, spans, &[&value[4..]]);
             new.insert(key.value(), record.as_slice())?;
         }
     }
@@ -242,7 +236,7 @@ pub fn recover(db: &Database) -> Result<Recovered, StoreError> {
     }
     for entry in queue_table.iter()? {
         let (_, value) = entry?;
-        recovered.queued_items += u64::from(split_queued(value.value()).1);
+        recovered.queued_items += u64::from(queue::decode(value.value()).1);
         recovered.queued_records += 1;
     }
     let last_pending = pending_table.last()?.map(|(k, _)| k.value());
@@ -264,26 +258,7 @@ pub fn pending_value(trace_id: &[u8; 16], signal: Signal, items: u32, payload: &
 pub fn split_pending(value: &[u8]) -> ([u8; 16], Signal, u32, &[u8]) {
     let trace_id: [u8; 16] = value[..16].try_into().expect("16 bytes");
     let items = u32::from_le_bytes(value[17..21].try_into().expect("4 bytes"));
-    (trace_id, Signal::from_byte(value[16]), items, &value[21..])
-}
-
-pub fn queued_value(signal: Signal, items: u32, payload_parts: &[&[u8]]) -> Vec<u8> {
-    let len = payload_parts.iter().map(|p| p.len()).sum::<usize>();
-    let mut value = Vec::with_capacity(5 + len);
-    value.push(signal as u8);
-    value.extend_from_slice(&items.to_le_bytes());
-    for part in payload_parts {
-        value.extend_from_slice(part);
-    }
-    value
-}
-
-pub fn split_queued(value: &[u8]) -> (Signal, u32, &[u8]) {
-    (
-        Signal::from_byte(value[0]),
-        u32::from_le_bytes(value[1..5].try_into().expect("4 bytes")),
-        &value[5..],
-    )
+    (trace_id, signal_from_byte(value[16]), items, &value[21..])
 }
 
 #[cfg(test)]
@@ -325,7 +300,7 @@ mod tests {
             .unwrap();
         tx.open_table(QUEUE)
             .unwrap()
-            .insert(9, queued_value(Signal::Traces, 5, &[b"a", b"b"]).as_slice())
+            .insert(9, queue::encode(Signal::Traces, 5, &[b"a", b"b"]).as_slice())
             .unwrap();
         tx.commit().unwrap();
         drop(db);
@@ -395,7 +370,7 @@ mod tests {
         let queue = tx.open_table(QUEUE).unwrap();
         let value = queue.get(8).unwrap().unwrap();
         assert_eq!(
-            split_queued(value.value()),
+            queue::decode(value.value()),
             (Signal::Traces, 6, &b"spans"[..])
         );
         let pending = tx.open_table(PENDING).unwrap();

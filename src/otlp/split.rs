@@ -5,30 +5,13 @@
 //! share the envelope layout (resource 1, scope list 2, schema url 3), so one splitter serves both.
 
 use super::wire::{self, Reader, Value, WireError};
+use crate::core::{Signal, TraceChunk, TraceId, UNTRACED};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 use std::borrow::Cow;
 use std::collections::HashMap;
-
-use crate::assemble::TraceId;
-pub use crate::store::Signal;
-
-/// Log records without a trace id are grouped under this id and pass straight through.
-pub const UNTRACED: TraceId = [0; 16];
-
-/// One trace's spans (or log records) from one request, encoded as `TracesData` (`LogsData`).
-#[derive(Debug, Clone)]
-pub struct TraceChunk {
-    pub trace_id: TraceId,
-    pub signal: Signal,
-    /// Spans or log records in the chunk.
-    pub items: u32,
-    /// Holds a span without a parent (the root span is exported when it ends).
-    pub has_root: bool,
-    pub payload: Vec<u8>,
-}
 
 #[derive(Debug, Default)]
 pub struct SplitRequest {
