@@ -173,7 +173,7 @@ pub fn build_clusters(
     clock.start(Stage::Cluster);
     let raw_labels = if identical {
         let enough = match &cfg.algorithm {
-            Algorithm::Hdbscan(h) => n >= h.min_cluster_size,
+            Algorithm::Hdbscan(h) => n >= h.min_cluster_size_for(n),
             _ => true,
         };
         vec![if enough { 0 } else { -1 }; n]
