@@ -42,6 +42,16 @@ impl FacetModel {
         }
     }
 
+    /// Counts the model's requests into the sidecar's metrics.
+    pub fn with_metrics(self, metrics: &crate::model::ModelMetrics) -> Self {
+        match self {
+            FacetModel::Remote(client) => {
+                FacetModel::Remote(client.with_metrics(metrics, "facets"))
+            }
+            builtin => builtin,
+        }
+    }
+
     pub fn model_id(&self) -> String {
         match self {
             FacetModel::Remote(client) => format!("openai:{}", client.model()),

@@ -173,8 +173,8 @@ pub fn start(
     let shared = Arc::new(Shared {
         specs: super::specs(&config.facets, &config.preprocess.preprocessor)?,
         config: config.facets.clone(),
-        model: FacetModel::new(&config.models.facets)?,
-        embedder: Embedder::new(&config.models.embeddings)?,
+        model: FacetModel::new(&config.models.facets)?.with_metrics(&metrics.model),
+        embedder: Embedder::new(&config.models.embeddings)?.with_metrics(&metrics.model),
         cache: AnswerCache::new(config.facets.cache_entries),
         writer: RecordWriter::start(db.clone()),
         db,

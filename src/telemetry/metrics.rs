@@ -88,6 +88,8 @@ pub struct Metrics {
     pub topic_regeneration_failures: Family<FacetLabel, Counter>,
     pub topic_naming_failures: Family<FacetLabel, Counter>,
     pub topic_backfill_failures: Family<FacetLabel, Counter>,
+    /// Requests to model endpoints (see `model::metrics`).
+    pub model: crate::model::ModelMetrics,
 }
 
 impl Metrics {
@@ -136,6 +138,7 @@ impl Metrics {
             topic_regeneration_failures: Family::default(),
             topic_naming_failures: Family::default(),
             topic_backfill_failures: Family::default(),
+            model: crate::model::ModelMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -341,6 +344,7 @@ impl Metrics {
             "Backfills after a new map that failed and will be retried, by facet",
             m.topic_backfill_failures.clone(),
         );
+        m.model.register(r);
         Metrics { registry, ..m }
     }
 

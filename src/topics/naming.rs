@@ -23,6 +23,14 @@ impl Namer {
             Provider::Openai => OpenAiClient::new(config).map(Namer::Remote),
         }
     }
+
+    /// Counts the model's requests into the sidecar's metrics.
+    pub fn with_metrics(self, metrics: &crate::model::ModelMetrics) -> Self {
+        match self {
+            Namer::Remote(client) => Namer::Remote(client.with_metrics(metrics, "naming")),
+            builtin => builtin,
+        }
+    }
 }
 
 /// What naming a map did.
