@@ -108,7 +108,7 @@ async fn a_model_outage_delays_facets_but_never_spans() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let server = ModelServer::start(model_server_answers).await;
     // Down for a while: every request fails until the script runs out.
-    server.script((0..4).map(|_| Scripted::Status(503, None)));
+    server.script((0..3).map(|_| Scripted::Status(503, None)));
     let mut config = config(dir.path(), sink.addr);
     config.models.facets = remote(&server);
     config.models.embeddings = remote(&server);
@@ -125,9 +125,10 @@ async fn a_model_outage_delays_facets_but_never_spans() {
         1,
         "spans do not wait for the model"
     );
-    // 1 joint call + 3 single-facet retries fail (4 × 503), the trace is parked, retried,
-    // and then answered: one more chat call and the embeddings call.
-    assert_eq!(server.wait_for_requests(6, WAIT).await, 6);
+    // 1 joint call + 2 single-facet retries fail (3 × 503; issues needs no call, the trace
+    // shows no trouble), the trace is parked, retried, and then answered: one more chat call
+    // and the embeddings call.
+    assert_eq!(server.wait_for_requests(5, WAIT).await, 5);
     sidecar.shutdown().await;
     let (db, _) = tracetopics::store::open(&storage).unwrap();
     let records = facets::of_trace(&db, &trace_id(2).try_into().unwrap()).unwrap();
@@ -285,6 +286,30 @@ async fn the_default_config_facets_everything_on_llama_cpp_python() {
             "tracetopics_model_tokens_total{role=\"facets\",kind=\"prompt\"}"
         ) >= 321.0 * f64::from(TRACES)
     );
+    // Sentiment's label is its topic: on the spans and counted, with no map.
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_facet_labels_total{facet=\"sentiment\",label=\"NEGATIVE\"}"
+        ),
+        f64::from(TRACES)
+    );
+    let labelled = sink
+        .spans()
+        .iter()
+        .filter(|(_, _, span)| {
+            span.attributes.iter().any(|kv| {
+                kv.key == "tracetopics.facet.sentiment.label"
+                    && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                        == Some(
+                            &opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                "NEGATIVE".into(),
+                            ),
+                        )
+            })
+        })
+        .count();
+    assert_eq!(labelled, TRACES as usize);
     let (db, _) = tracetopics::store::open(&storage).unwrap();
     for trace in 0..TRACES {
         let records = facets::of_trace(&db, &trace_id(100 + trace).try_into().unwrap()).unwrap();

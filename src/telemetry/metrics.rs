@@ -35,6 +35,13 @@ pub struct FacetLabel {
     pub facet: String,
 }
 
+/// A labelled facet's answer label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FacetValueLabel {
+    pub facet: String,
+    pub label: String,
+}
+
 /// A topic of a facet's map; `topic_id` is the stable id, `topic` its current name (or
 /// `no_match`, with an empty id).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +82,10 @@ pub struct Metrics {
     pub facet_failed: Family<FacetLabel, Counter>,
     pub facet_records: Counter,
     pub facet_retry_queue: Gauge,
+    pub facet_reasks: Counter,
+    pub facet_copied_examples: Counter,
+    pub facet_without_evidence: Counter,
+    pub facet_labels: Family<FacetValueLabel, Counter>,
     pub enrichment_traces: Family<ReasonLabel, Counter>,
     pub enrichment_held_traces: Gauge,
     pub enrichment_late_spans: Counter,
@@ -125,6 +136,10 @@ impl Metrics {
             facet_failed: Family::default(),
             facet_records: Counter::default(),
             facet_retry_queue: Gauge::default(),
+            facet_reasks: Counter::default(),
+            facet_copied_examples: Counter::default(),
+            facet_without_evidence: Counter::default(),
+            facet_labels: Family::default(),
             enrichment_traces: Family::default(),
             enrichment_held_traces: Gauge::default(),
             enrichment_late_spans: Counter::default(),
@@ -278,6 +293,26 @@ impl Metrics {
             "tracetopics_facet_retry_queue",
             "Traces parked after a model failure, waiting to be retried",
             m.facet_retry_queue.clone(),
+        );
+        r.register(
+            "tracetopics_facet_reasks",
+            "Facets asked again alone because the joint reply missed them or gave an unusable answer",
+            m.facet_reasks.clone(),
+        );
+        r.register(
+            "tracetopics_facet_copied_examples",
+            "Facet answers refused because they copied an example from the prompt",
+            m.facet_copied_examples.clone(),
+        );
+        r.register(
+            "tracetopics_facet_without_evidence",
+            "Issues answered NONE without a model call: the trace holds no error, failed tool result, refusal or loop",
+            m.facet_without_evidence.clone(),
+        );
+        r.register(
+            "tracetopics_facet_labels",
+            "Answers of labelled facets (custom facets with labels, and sentiment), by facet and label",
+            m.facet_labels.clone(),
         );
         r.register(
             "tracetopics_enrichment_traces",
