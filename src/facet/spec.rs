@@ -265,7 +265,7 @@ pub fn builtin(name: &str) -> Option<FacetSpec> {
         ),
         "issues" => FacetSpec::new(
             "issues",
-            "What went wrong on the agent's side? The evidence listed below was found in the trace (errors, exceptions, failed tool results, refusals, repeated calls). Name the main problem and its visible cause in one sentence, using only this evidence and the trace; never guess a failure the trace does not show. If the evidence shows nothing that went wrong for the user (e.g. a failed call that a retry fixed), answer exactly `NONE`.",
+            "What went wrong on the agent's side? The evidence listed below was found in the trace (errors, exceptions, failed tool results, refusals, repeated calls). Name the main problem and its visible cause in one sentence, using only this evidence and the trace; never guess a failure the trace does not show. A failed call counts even when a retry fixed it. If the evidence shows nothing that went wrong, answer exactly `NONE`.",
             None,
             Some("^NONE\\b"),
             "default",
