@@ -146,7 +146,8 @@ async fn every_span_in_all_mode_and_late_spans_from_the_earlier_result() {
         4,
     )
     .await;
-    assert!(spans.iter().all(|s| topic_keys(s) == 3), "{spans:#?}");
+    // Three summaries and sentiment's label.
+    assert!(spans.iter().all(|s| topic_keys(s) == 4), "{spans:#?}");
     assert_eq!(
         metric(&text, "tracetopics_enrichment_late_spans_total"),
         1.0
