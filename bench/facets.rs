@@ -48,7 +48,9 @@ fn expected_sentiment(s: Sentiment) -> &'static str {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Ok(url) = std::env::var("FACETS_URL") else {
-        println!("facets benchmark: set FACETS_URL (an OpenAI-compatible chat server); see bench/facets.sh");
+        println!(
+            "facets benchmark: set FACETS_URL (an OpenAI-compatible chat server); see bench/facets.sh"
+        );
         return;
     };
     let model_name = std::env::var("FACETS_MODEL").unwrap_or_else(|_| "local".into());
@@ -113,8 +115,9 @@ async fn main() {
         };
         if let Some(sentiment) = text("sentiment") {
             sentiment_seen += 1;
-            sentiment_right +=
-                usize::from(specs[1].label_of(&sentiment) == Some(expected_sentiment(truth.sentiment)));
+            sentiment_right += usize::from(
+                specs[1].label_of(&sentiment) == Some(expected_sentiment(truth.sentiment)),
+            );
         }
         if let Some(issue) = text("issues") {
             let said = !specs[2].excluded(&issue);
@@ -178,7 +181,10 @@ async fn main() {
         Ok(url) => Embedder::new(&remote(&url, "e5")).expect("embedder"),
         Err(_) => Embedder::new(&ModelConfig::default()).expect("builtin embedder"),
     };
-    for (name, texts) in [("model Task", &tasks), ("builtin Task rule", &builtin_tasks)] {
+    for (name, texts) in [
+        ("model Task", &tasks),
+        ("builtin Task rule", &builtin_tasks),
+    ] {
         let (ari, nmi, clusters) = task_map(&embedder, texts, &intents).await;
         println!(
             "  {name}: map of {} summaries by {} → {clusters} topics, ARI {ari:.3}, NMI {nmi:.3} vs intents",
@@ -187,7 +193,9 @@ async fn main() {
         );
     }
     for (intent, task, sentiment, issue, failed_tool) in examples {
-        println!("  [{intent}] task: {task} | sentiment: {sentiment} | issues: {issue} | failed tool: {failed_tool:?}");
+        println!(
+            "  [{intent}] task: {task} | sentiment: {sentiment} | issues: {issue} | failed tool: {failed_tool:?}"
+        );
     }
 }
 

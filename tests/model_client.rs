@@ -200,13 +200,23 @@ async fn an_endpoint_failing_every_format_is_not_taken_for_a_picky_one() {
         (StructuredOutput::Instructions, "none"),
     ] {
         let server = ModelServer::start(|_, _| chat_reply("{}", 1)).await;
+        let metrics = ModelMetrics::default();
         let client = OpenAiClient::new(&ModelConfig {
             structured_output: pinned,
             ..config(&server)
         })
-        .unwrap();
+        .unwrap()
+        .with_metrics(&metrics, "naming");
         client.chat(&request()).await.unwrap();
         assert_eq!(formats(&server), [sent]);
+        let gauge = metrics
+            .structured_output
+            .get_or_create(&tracetopics::model::metrics::ModeLabel {
+                role: "naming",
+                mode: sent_mode(sent),
+            })
+            .get();
+        assert_eq!(gauge, 1, "a pinned mode is exported from the start");
     }
     let server = ModelServer::start(|_, _| chat_reply("{}", 1)).await;
     let client = OpenAiClient::new(&ModelConfig {
@@ -399,4 +409,11 @@ async fn https_endpoints_are_verified_against_the_configured_ca() {
     .unwrap();
     skip.chat(&request()).await.unwrap();
     assert_eq!(server.requests().len(), 2);
+}
+
+fn sent_mode(sent: &str) -> &'static str {
+    match sent {
+        "json_object" => "json_object",
+        _ => "instructions",
+    }
 }

@@ -130,6 +130,12 @@ impl OpenAiClient {
     pub fn with_metrics(mut self, metrics: &ModelMetrics, role: &'static str) -> Self {
         self.metrics = metrics.clone();
         self.role = role;
+        if let (mode, false) = self.modes.current()
+            && role != "embeddings"
+        {
+            // A configured mode needs no detection: export it now.
+            self.metrics.set_mode(role, mode);
+        }
         self
     }
 
