@@ -38,8 +38,9 @@ pub enum ServerKind {
     BareRefusal,
 }
 
-/// The body llama-cpp-python's server sends with its HTTP 500 for `type: json_schema`.
-pub const LLAMA_CPP_PYTHON_500: &str = r#"{"error":{"message":"[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}]","type":"internal_server_error","param":null,"code":null}}"#;
+/// The body llama-cpp-python 0.3.36's server sends with its HTTP 500 for `type: json_schema`
+/// (captured from a real server; only the path is shortened).
+pub const LLAMA_CPP_PYTHON_500: &str = r#"{"error":{"message":"1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/app/llama_cpp/server/app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions","type":"internal_server_error","param":null,"code":null}}"#;
 
 #[derive(Clone)]
 pub struct ModelServer {
