@@ -383,3 +383,35 @@ async fn issues_are_answered_from_evidence_only() {
         "{asked}"
     );
 }
+
+/// A NONE that the evidence contradicts is asked again; if the model insists, the answer names
+/// the failure from the evidence.
+#[tokio::test]
+async fn issues_none_despite_a_failure_is_not_kept() {
+    let server = ModelServer::start(|_, body| {
+        let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+        let issues = if user.contains("said NONE although") {
+            "NONE"
+        } else {
+            "none"
+        };
+        chat_reply(&json!({"issues": issues}).to_string(), 10)
+    })
+    .await;
+    let issues = facet::spec::builtin("issues").unwrap();
+    let failing = vec![
+        "[user] Where is order 5".to_string(),
+        "[error] execute_tool get_order: RateLimited: 429 Too Many Requests".to_string(),
+        "[assistant] Your order ships tomorrow.".to_string(),
+    ];
+    let out = facet::extract(&model(&server), &AnswerCache::new(0), &failing, &[&issues])
+        .await
+        .unwrap();
+    assert_eq!((out.calls, out.reasks), (2, 1));
+    assert_eq!(
+        out.answers[0].text,
+        "Failure: error: execute_tool get_order: RateLimited: 429 Too Many Requests"
+    );
+    assert!(!out.answers[0].excluded);
+    assert!(out.failed.is_empty());
+}

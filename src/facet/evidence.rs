@@ -73,6 +73,12 @@ fn failed_result(text: &str) -> bool {
     FAILURE_WORDS.iter().any(|w| lower.contains(w))
 }
 
+/// Whether an evidence item is a hard failure (an error span or exception, or a failed tool
+/// result), which a `NONE` cannot explain away.
+pub fn is_failure(item: &str) -> bool {
+    item.starts_with("error: ") || (item.starts_with("tool ") && item.contains(" returned: "))
+}
+
 /// The evidence items found in `segments` (the default preprocessor's `[role] text` lines).
 pub fn issue_evidence(segments: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();

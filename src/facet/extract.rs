@@ -2,7 +2,7 @@
 //! facet's instruction; facets missing or unusable in the reply are asked again, alone, once.
 
 use super::builtin;
-use super::evidence::issue_evidence;
+use super::evidence::{is_failure, issue_evidence};
 use super::spec::{
     FacetSpec, Rejection, SYSTEM_PROMPT, answer_of, parse_answer, schema, user_prompt,
 };
@@ -201,8 +201,16 @@ pub async fn extract(
                 {
                     last_error = Some(e);
                 }
+                let failure = evidence.iter().find(|e| is_failure(e));
                 if !out.answers.iter().any(|a| a.facet == facet.name) {
-                    out.failed.push(facet.name.clone());
+                    match failure {
+                        // The trace shows a failure the model would not name: name it from
+                        // the evidence.
+                        Some(item) if facet.grounded => {
+                            out.answers.push(answer(facet, format!("Failure: {item}")))
+                        }
+                        _ => out.failed.push(facet.name.clone()),
+                    }
                 }
             }
             // A model failure fails the trace (to be retried) unless some asked facet was
@@ -266,7 +274,14 @@ async fn ask(
         let Some(given) = answer_of(&parsed, &facet.name) else {
             continue;
         };
-        match facet.check(&given) {
+        let checked = facet.check(&given).and_then(|text| {
+            if facet.grounded && facet.excluded(&text) && evidence.iter().any(|e| is_failure(e)) {
+                Err(Rejection::IgnoresEvidence)
+            } else {
+                Ok(text)
+            }
+        });
+        match checked {
             Ok(text) => out.answers.push(answer(facet, text)),
             Err(why) => {
                 if matches!(why, Rejection::CopiesExample(_)) {

@@ -35,6 +35,8 @@ pub enum Rejection {
     CopiesExample(String),
     /// A labelled facet's answer names none of its labels.
     NoLabel,
+    /// A grounded facet said `NONE` although the evidence lists a failure.
+    IgnoresEvidence,
 }
 
 impl std::fmt::Display for Rejection {
@@ -46,6 +48,10 @@ impl std::fmt::Display for Rejection {
                 "it copied the example `{example}` from the instructions instead of describing this trace"
             ),
             Rejection::NoLabel => write!(f, "it did not start with one of the allowed labels"),
+            Rejection::IgnoresEvidence => write!(
+                f,
+                "it said NONE although the evidence lists a failure; name that failure"
+            ),
         }
     }
 }
