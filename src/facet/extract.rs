@@ -201,12 +201,15 @@ pub async fn extract(
                 {
                     last_error = Some(e);
                 }
+                let insisted = again
+                    .iter()
+                    .any(|(_, why)| *why == Rejection::IgnoresEvidence);
                 let failure = evidence.iter().find(|e| is_failure(e));
                 if !out.answers.iter().any(|a| a.facet == facet.name) {
                     match failure {
-                        // The trace shows a failure the model would not name: name it from
-                        // the evidence.
-                        Some(item) if facet.grounded => {
+                        // The model answered NONE twice although the trace shows a failure:
+                        // name it from the evidence (never when the model did not answer).
+                        Some(item) if insisted => {
                             out.answers.push(answer(facet, format!("Failure: {item}")))
                         }
                         _ => out.failed.push(facet.name.clone()),
