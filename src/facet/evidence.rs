@@ -105,10 +105,10 @@ pub fn issue_evidence(segments: &[String]) -> Vec<String> {
         } else {
             None
         };
-        if let Some(item) = item {
-            if !out.contains(&item) {
-                out.push(item);
-            }
+        if let Some(item) = item
+            && !out.contains(&item)
+        {
+            out.push(item);
         }
         if out.len() == MAX_ITEMS {
             break;
