@@ -21,7 +21,8 @@ fn answers(_: &str, body: &Value) -> Value {
         return embedding_reply(body, 16);
     }
     chat_reply(
-        r#"{"task": "Find out where a refund is", "sentiment": "NEGATIVE: The user waited two weeks.", "issues": "NONE"}"#,
+        // The conversations hold an error span ("boom"): an Issues NONE would be asked again.
+        r#"{"task": "Find out where a refund is", "sentiment": "NEGATIVE: The user waited two weeks.", "issues": "A child operation failed with boom"}"#,
         100,
     )
 }
@@ -146,7 +147,8 @@ async fn every_span_in_all_mode_and_late_spans_from_the_earlier_result() {
         4,
     )
     .await;
-    assert!(spans.iter().all(|s| topic_keys(s) == 3), "{spans:#?}");
+    // Three summaries and sentiment's label.
+    assert!(spans.iter().all(|s| topic_keys(s) == 4), "{spans:#?}");
     assert_eq!(
         metric(&text, "tracetopics_enrichment_late_spans_total"),
         1.0

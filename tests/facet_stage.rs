@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::openai::{ModelServer, Scripted, chat_reply, embedding_reply};
+use common::openai::{ModelServer, Scripted, ServerKind, chat_reply, embedding_reply};
 use common::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -108,7 +108,7 @@ async fn a_model_outage_delays_facets_but_never_spans() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let server = ModelServer::start(model_server_answers).await;
     // Down for a while: every request fails until the script runs out.
-    server.script((0..4).map(|_| Scripted::Status(503, None)));
+    server.script((0..3).map(|_| Scripted::Status(503, None)));
     let mut config = config(dir.path(), sink.addr);
     config.models.facets = remote(&server);
     config.models.embeddings = remote(&server);
@@ -125,9 +125,10 @@ async fn a_model_outage_delays_facets_but_never_spans() {
         1,
         "spans do not wait for the model"
     );
-    // 1 joint call + 3 single-facet retries fail (4 × 503), the trace is parked, retried,
-    // and then answered: one more chat call and the embeddings call.
-    assert_eq!(server.wait_for_requests(6, WAIT).await, 6);
+    // 1 joint call + 2 single-facet retries fail (3 × 503; issues needs no call, the trace
+    // shows no trouble), the trace is parked, retried, and then answered: one more chat call
+    // and the embeddings call.
+    assert_eq!(server.wait_for_requests(5, WAIT).await, 5);
     sidecar.shutdown().await;
     let (db, _) = tracetopics::store::open(&storage).unwrap();
     let records = facets::of_trace(&db, &trace_id(2).try_into().unwrap()).unwrap();
@@ -206,4 +207,124 @@ async fn traces_parked_by_an_outage_are_faceted_after_a_restart() {
             .is_empty(),
         "done, so no longer parked"
     );
+}
+
+/// With the default config, a llama-cpp-python server (HTTP 500 for `json_schema`) facets every
+/// trace: the client steps down to `json_object` once, remembers it, and the probes neither park
+/// traces nor open the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_config_facets_everything_on_llama_cpp_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let server = ModelServer::start_kind(ServerKind::LlamaCppPython, model_server_answers).await;
+    let mut config = config(dir.path(), sink.addr);
+    let defaults = ModelConfig {
+        provider: tracetopics::model::Provider::Openai,
+        base_url: server.base_url(),
+        model: "qwen".into(),
+        ..ModelConfig::default()
+    };
+    config.models.facets = defaults.clone();
+    config.models.embeddings = defaults;
+    let storage = config.storage.clone();
+    let sidecar = Sidecar::start(config).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    const TRACES: u32 = 6;
+    for trace in 0..TRACES {
+        client
+            .export(request("shop", "s", varied_trace(100 + trace)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        sink.wait_for_spans(TRACES as usize, WAIT).await,
+        TRACES as usize
+    );
+    let done = async {
+        loop {
+            let text = metrics_text(sidecar.addresses.metrics).await;
+            if metric(&text, "tracetopics_facet_traces_total{reason=\"ok\"}") == f64::from(TRACES) {
+                break text;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let text = tokio::time::timeout(WAIT, done).await.expect("all faceted");
+    sidecar.shutdown().await;
+    assert_eq!(metric(&text, "tracetopics_facet_retry_queue"), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_model_structured_output{role=\"facets\",mode=\"json_object\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    let chat: Vec<Value> = server
+        .requests()
+        .into_iter()
+        .filter(|(path, _, _)| path.ends_with("chat/completions"))
+        .map(|(_, _, body)| body)
+        .collect();
+    let probes = chat
+        .iter()
+        .filter(|b| b["response_format"]["type"] == "json_schema")
+        .count();
+    // Probes overlap at most once per facet worker; everything after uses json_object.
+    assert!((1..=4).contains(&probes), "{probes} probes");
+    assert_eq!(chat.len(), probes + TRACES as usize);
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_model_requests_total{role=\"facets\",outcome=\"http_error\"}"
+        ),
+        probes as f64
+    );
+    assert!(
+        metric(
+            &text,
+            "tracetopics_model_tokens_total{role=\"facets\",kind=\"prompt\"}"
+        ) >= 321.0 * f64::from(TRACES)
+    );
+    // Sentiment's label is its topic: on the spans and counted, with no map.
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_facet_labels_total{facet=\"sentiment\",label=\"NEGATIVE\"}"
+        ),
+        f64::from(TRACES)
+    );
+    let labelled = sink
+        .spans()
+        .iter()
+        .filter(|(_, _, span)| {
+            span.attributes.iter().any(|kv| {
+                kv.key == "tracetopics.facet.sentiment.label"
+                    && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                        == Some(
+                            &opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                "NEGATIVE".into(),
+                            ),
+                        )
+            })
+        })
+        .count();
+    assert_eq!(labelled, TRACES as usize);
+    let (db, _) = tracetopics::store::open(&storage).unwrap();
+    for trace in 0..TRACES {
+        let records = facets::of_trace(&db, &trace_id(100 + trace).try_into().unwrap()).unwrap();
+        assert_eq!(records.len(), 3, "trace {trace}");
+    }
+}
+
+/// A one-span trace whose user message differs per trace (so no answer comes from the cache).
+fn varied_trace(trace: u32) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> {
+    let mut spans = genai_trace(trace);
+    spans[0].attributes[1] = string_attr(
+        "gen_ai.input.messages",
+        &format!(
+            r#"[{{"role":"user","content":"Where is my refund for order {trace}? I have waited two weeks."}}]"#
+        ),
+    );
+    spans
 }

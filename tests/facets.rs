@@ -151,7 +151,9 @@ async fn five_facets_cost_one_request_with_the_trace_text_once() {
 
 #[tokio::test]
 async fn missing_facets_are_retried_alone_once() {
-    let server = ModelServer::start(answer_all(Some(3))).await;
+    // The trace shows no trouble, so `issues` is answered NONE without asking: the prompt holds
+    // task, sentiment, area, language, and the server answers the first two.
+    let server = ModelServer::start(answer_all(Some(2))).await;
     let facets = five_facets();
     let refs: Vec<_> = facets.iter().collect();
     let out = facet::extract(
@@ -162,7 +164,7 @@ async fn missing_facets_are_retried_alone_once() {
     )
     .await
     .unwrap();
-    // First call answered 3; `area` and `language` were asked alone (and the server, asked for
+    // First call answered 2; `area` and `language` were asked alone (and the server, asked for
     // one facet, answers it).
     assert_eq!(out.calls, 3);
     assert_eq!(out.answers.len(), 5);
@@ -196,7 +198,8 @@ async fn garbage_replies_end_in_per_facet_retries_or_a_clear_failure() {
     .await
     .unwrap();
     assert_eq!(out.answers.len(), 5);
-    assert_eq!(out.calls, 6);
+    // One joint call, then the four facets asked (issues needs no call without evidence).
+    assert_eq!(out.calls, 5);
 
     // Labels that are not among the allowed ones are unusable.
     let bad_labels =
@@ -274,4 +277,141 @@ async fn the_builtin_provider_answers_without_any_server() {
         "Error: execute_tool refund: PaymentError: gateway timeout"
     );
     assert!(text("area").starts_with("BILLING") || text("area").contains(':'));
+}
+
+/// A model that copies the prompt's example is asked again, told why, and its own answer kept;
+/// a placeholder label is normalised.
+#[tokio::test]
+async fn an_answer_copying_the_example_is_asked_again() {
+    let server = ModelServer::start(|_, body| {
+        let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+        let task = if user.contains("was not usable") {
+            "Get a refund for order 991"
+        } else {
+            "Move the yoga class booked for Saturday to Sunday"
+        };
+        chat_reply(
+            &json!({"task": task, "sentiment": "LABEL: NEUTRAL"}).to_string(),
+            10,
+        )
+    })
+    .await;
+    let task = facet::spec::builtin("task").unwrap();
+    let sentiment = facet::spec::builtin("sentiment").unwrap();
+    let out = facet::extract(
+        &model(&server),
+        &AnswerCache::new(10),
+        &trace_text(20),
+        &[&task, &sentiment],
+    )
+    .await
+    .unwrap();
+    let texts: Vec<&str> = out.answers.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(texts, ["Get a refund for order 991", "NEUTRAL"]);
+    assert_eq!((out.calls, out.reasks, out.copied_examples), (2, 1, 1));
+    let requests = server.requests();
+    let again = requests[1].2["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        again.contains("it copied the example `Move the yoga class"),
+        "{again}"
+    );
+    assert!(
+        !again.contains("\"sentiment\""),
+        "only the refused facet is asked again"
+    );
+}
+
+/// Issues are grounded in the trace: no evidence, no model claim; with evidence, the model sees
+/// the list.
+#[tokio::test]
+async fn issues_are_answered_from_evidence_only() {
+    let server = ModelServer::start(|_, _| {
+        chat_reply(
+            &json!({"task": "Reset a password", "issues": "The reset link failed"}).to_string(),
+            10,
+        )
+    })
+    .await;
+    let task = facet::spec::builtin("task").unwrap();
+    let issues = facet::spec::builtin("issues").unwrap();
+    let clean = vec![
+        "[user] The reset link failed, this is useless!".to_string(),
+        "[assistant tool_call send_password_reset] {\"email\":\"a@b.c\"}".to_string(),
+        "[tool send_password_reset] {\"sent\":true}".to_string(),
+        "[assistant] I've sent you a new link.".to_string(),
+    ];
+    let out = facet::extract(
+        &model(&server),
+        &AnswerCache::new(0),
+        &clean,
+        &[&task, &issues],
+    )
+    .await
+    .unwrap();
+    let issue = out.answers.iter().find(|a| a.facet == "issues").unwrap();
+    assert_eq!((issue.text.as_str(), issue.excluded), ("NONE", true));
+    assert_eq!(out.without_evidence, 1);
+    let asked = server.requests()[0].2["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!asked.contains("\"issues\""), "issues not asked: {asked}");
+
+    let failing = vec![
+        "[user] Reset my password".to_string(),
+        "[assistant tool_call send_password_reset] {\"email\":\"a@b.c\"}".to_string(),
+        "[error] execute_tool send_password_reset: SmtpError: mail relay refused".to_string(),
+        "[assistant] Sorry, that did not work.".to_string(),
+    ];
+    let out = facet::extract(
+        &model(&server),
+        &AnswerCache::new(0),
+        &failing,
+        &[&task, &issues],
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.without_evidence, 0);
+    let issue = out.answers.iter().find(|a| a.facet == "issues").unwrap();
+    assert_eq!(issue.text, "The reset link failed");
+    let asked = server.requests()[1].2["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        asked.contains("* error: execute_tool send_password_reset: SmtpError: mail relay refused"),
+        "{asked}"
+    );
+}
+
+/// A NONE that the evidence contradicts is asked again; if the model insists, the answer names
+/// the failure from the evidence.
+#[tokio::test]
+async fn issues_none_despite_a_failure_is_not_kept() {
+    let server = ModelServer::start(|_, body| {
+        let user = body["messages"][1]["content"].as_str().unwrap_or_default();
+        let issues = if user.contains("said NONE although") {
+            "NONE"
+        } else {
+            "none"
+        };
+        chat_reply(&json!({"issues": issues}).to_string(), 10)
+    })
+    .await;
+    let issues = facet::spec::builtin("issues").unwrap();
+    let failing = vec![
+        "[user] Where is order 5".to_string(),
+        "[error] execute_tool get_order: RateLimited: 429 Too Many Requests".to_string(),
+        "[assistant] Your order ships tomorrow.".to_string(),
+    ];
+    let out = facet::extract(&model(&server), &AnswerCache::new(0), &failing, &[&issues])
+        .await
+        .unwrap();
+    assert_eq!((out.calls, out.reasks), (2, 1));
+    assert_eq!(
+        out.answers[0].text,
+        "Failure: error: execute_tool get_order: RateLimited: 429 Too Many Requests"
+    );
+    assert!(!out.answers[0].excluded);
+    assert!(out.failed.is_empty());
 }

@@ -3,11 +3,13 @@
 
 mod common;
 
-use common::openai::{ModelServer, Scripted, chat_reply, embedding_reply, json_response};
+use common::openai::{ModelServer, Scripted, ServerKind, chat_reply, embedding_reply};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tracetopics::config::types::{HumanDuration, Secret};
-use tracetopics::model::{ChatRequest, ModelConfig, ModelError, OpenAiClient, Provider};
+use tracetopics::model::{
+    ChatRequest, ModelConfig, ModelError, ModelMetrics, OpenAiClient, Provider, StructuredOutput,
+};
 
 fn config(server: &ModelServer) -> ModelConfig {
     ModelConfig {
@@ -81,44 +83,157 @@ async fn garbage_and_5xx_are_retried_client_errors_are_not() {
     assert_eq!(server.requests().len(), 5, "a 401 is not retried");
 }
 
+/// The `response_format` each request to `server` carried: its type, or `none`.
+fn formats(server: &ModelServer) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|(_, _, body)| {
+            body.pointer("/response_format/type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("none")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every kind of server is detected with the default config, the answer is remembered, the
+/// probe never opens the circuit, and the metric says which mode is in use.
 #[tokio::test]
-async fn a_server_that_rejects_json_schema_gets_plain_requests() {
+async fn each_kind_of_server_gets_the_structured_output_it_accepts() {
+    let cases = [
+        (ServerKind::Schema, "json_schema", vec!["json_schema"]),
+        (
+            ServerKind::LlamaCppPython,
+            "json_object",
+            vec!["json_schema", "json_object"],
+        ),
+        (
+            ServerKind::NoFormat,
+            "instructions",
+            vec!["json_schema", "json_object", "none"],
+        ),
+        (ServerKind::Ignoring, "json_schema", vec!["json_schema"]),
+        (
+            ServerKind::BareRefusal,
+            "json_object",
+            vec!["json_schema", "json_object"],
+        ),
+    ];
+    for (kind, mode, first_call) in cases {
+        let server =
+            ModelServer::start_kind(kind, |_, _| chat_reply("{\"task\": \"greet\"}", 9)).await;
+        let metrics = ModelMetrics::default();
+        let client = OpenAiClient::new(&ModelConfig {
+            // One failure would open the circuit: a probe must not count as one.
+            circuit_failures: 1,
+            ..config(&server)
+        })
+        .unwrap()
+        .with_metrics(&metrics, "facets");
+        let reply = client.chat(&request()).await.unwrap();
+        let parsed = tracetopics::facet::spec::parse_answer(&reply.content).unwrap();
+        assert_eq!(parsed["task"], "greet", "{kind:?}: {}", reply.content);
+        assert_eq!(formats(&server), first_call, "{kind:?}");
+        assert!(!client.circuit_open(), "{kind:?}");
+        // Remembered: the next call goes straight to the mode that worked.
+        client.chat(&request()).await.unwrap();
+        assert_eq!(formats(&server).last().unwrap(), first_call.last().unwrap());
+        assert_eq!(server.requests().len(), first_call.len() + 1, "{kind:?}");
+        assert_eq!(client.structured_output().as_str(), mode, "{kind:?}");
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert_eq!(
+            common::metric(
+                &text,
+                &format!("tracetopics_model_structured_output{{role=\"facets\",mode=\"{mode}\"}}")
+            ),
+            1.0,
+            "{kind:?}: {text}"
+        );
+        assert_eq!(
+            common::metric(
+                &text,
+                "tracetopics_model_requests_total{role=\"facets\",outcome=\"ok\"}"
+            ),
+            2.0,
+            "{kind:?}"
+        );
+        assert_eq!(
+            common::metric(
+                &text,
+                "tracetopics_model_requests_total{role=\"facets\",outcome=\"http_error\"}"
+            ),
+            (first_call.len() - 1) as f64,
+            "{kind:?}"
+        );
+    }
+}
+
+/// A request that fails whatever its format is an outage, not a picky server: it is retried
+/// and counted against the endpoint as usual, and the next request probes again.
+#[tokio::test]
+async fn an_endpoint_failing_every_format_is_not_taken_for_a_picky_one() {
     let server = ModelServer::start(|_, _| chat_reply("{}", 1)).await;
-    server.script([Scripted::Status(400, None)]);
-    let client = OpenAiClient::new(&config(&server)).unwrap();
-    // The scripted 400 body does not mention response_format: a real client error.
-    assert!(client.chat(&request()).await.is_err());
-    // A server that says it does not support response_format is asked without it from then on.
-    let rejecting = axum_400_server().await;
+    server.script((0..3).map(|_| Scripted::Status(500, None)));
     let client = OpenAiClient::new(&ModelConfig {
-        base_url: format!("http://{rejecting}/v1"),
+        max_retries: 0,
         ..config(&server)
     })
     .unwrap();
-    assert_eq!(client.chat(&request()).await.unwrap().content, "plain");
-    assert_eq!(client.chat(&request()).await.unwrap().content, "plain");
-}
+    let err = client.chat(&request()).await.unwrap_err();
+    assert!(matches!(err, ModelError::Http { status: 500, .. }), "{err}");
+    assert_eq!(formats(&server), ["json_schema", "json_object", "none"]);
+    client.chat(&request()).await.unwrap();
+    assert_eq!(
+        formats(&server)[3],
+        "json_schema",
+        "probed again from the top"
+    );
+    assert_eq!(client.structured_output(), StructuredOutput::JsonSchema);
 
-/// Answers 400 "response_format is not supported" to requests that carry one.
-async fn axum_400_server() -> std::net::SocketAddr {
-    async fn handle(body: axum::body::Bytes) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        if body.get("response_format").is_some() {
-            (
-                axum::http::StatusCode::BAD_REQUEST,
-                "{\"error\": {\"message\": \"response_format json_schema is not supported\"}}",
-            )
-                .into_response()
-        } else {
-            json_response(&chat_reply("plain", 1))
-        }
+    // Pinned modes are used as they are, and `json_schema: false` sends no format at all.
+    for (pinned, sent) in [
+        (StructuredOutput::JsonObject, "json_object"),
+        (StructuredOutput::Instructions, "none"),
+    ] {
+        let server = ModelServer::start(|_, _| chat_reply("{}", 1)).await;
+        let metrics = ModelMetrics::default();
+        let client = OpenAiClient::new(&ModelConfig {
+            structured_output: pinned,
+            ..config(&server)
+        })
+        .unwrap()
+        .with_metrics(&metrics, "naming");
+        client.chat(&request()).await.unwrap();
+        assert_eq!(formats(&server), [sent]);
+        let gauge = metrics
+            .structured_output
+            .get_or_create(&tracetopics::model::metrics::ModeLabel {
+                role: "naming",
+                mode: sent_mode(sent),
+            })
+            .get();
+        assert_eq!(gauge, 1, "a pinned mode is exported from the start");
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handle));
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
+    let server = ModelServer::start(|_, _| chat_reply("{}", 1)).await;
+    let client = OpenAiClient::new(&ModelConfig {
+        json_schema: false,
+        ..config(&server)
+    })
+    .unwrap();
+    client.chat(&request()).await.unwrap();
+    assert_eq!(formats(&server), ["none"]);
+    assert!(
+        OpenAiClient::new(&ModelConfig {
+            json_schema: false,
+            structured_output: StructuredOutput::JsonSchema,
+            ..config(&server)
+        })
+        .is_err()
+    );
 }
 
 #[tokio::test]
@@ -294,4 +409,11 @@ async fn https_endpoints_are_verified_against_the_configured_ca() {
     .unwrap();
     skip.chat(&request()).await.unwrap();
     assert_eq!(server.requests().len(), 2);
+}
+
+fn sent_mode(sent: &str) -> &'static str {
+    match sent {
+        "json_object" => "json_object",
+        _ => "instructions",
+    }
 }

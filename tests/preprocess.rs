@@ -294,3 +294,39 @@ fn shipped_tools_and_errors_plugin_keeps_only_tools_and_errors() {
         Err(Skipped::ByPlugin)
     );
 }
+
+/// A tool call retried with the same arguments after HTTP 429 (a load-generator trace pinned as a
+/// fixture): each call is followed by its own result, and the retry's result appears once, after
+/// the retried call — not before it as well.
+#[test]
+fn a_retried_tool_call_keeps_its_result_in_place() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/loadgen/trace_429_retry.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tracetopics"))
+        .args(["preprocess", "--trace"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let call = "[assistant tool_call get_order] {\"order_id\":\"NW-72716\"}";
+    let calls: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == call).collect();
+    let results: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("[tool get_order] {\"carrier\""))
+        .collect();
+    assert_eq!(calls.len(), 2, "the call and its retry:\n{text}");
+    assert_eq!(
+        results,
+        vec![calls[1] + 1],
+        "one result, right after the retry:\n{text}"
+    );
+    assert!(
+        lines[calls[0] + 1].starts_with("[error] execute_tool get_order"),
+        "{text}"
+    );
+    assert!(
+        lines[calls[0] + 2].starts_with("[tool get_order] Error: 429"),
+        "{text}"
+    );
+}

@@ -25,6 +25,16 @@ impl Embedder {
         }
     }
 
+    /// Counts the model's requests into the sidecar's metrics.
+    pub fn with_metrics(self, metrics: &crate::model::ModelMetrics) -> Self {
+        match self {
+            Embedder::Remote(client) => {
+                Embedder::Remote(client.with_metrics(metrics, "embeddings"))
+            }
+            builtin => builtin,
+        }
+    }
+
     /// The model id stored with every vector (maps are only comparable within one model).
     pub fn model_id(&self) -> String {
         match self {

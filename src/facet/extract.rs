@@ -2,7 +2,10 @@
 //! facet's instruction; facets missing or unusable in the reply are asked again, alone, once.
 
 use super::builtin;
-use super::spec::{FacetSpec, SYSTEM_PROMPT, answer_of, parse_answer, schema, user_prompt};
+use super::evidence::{is_failure, issue_evidence};
+use super::spec::{
+    FacetSpec, Rejection, SYSTEM_PROMPT, answer_of, parse_answer, schema, user_prompt,
+};
 use crate::model::{ChatRequest, ModelConfig, ModelError, OpenAiClient, Provider};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -24,6 +27,12 @@ pub struct Extraction {
     /// Facets that stayed unusable after the retry.
     pub failed: Vec<String>,
     pub calls: u32,
+    /// Facets asked again alone (missing or unusable in the joint reply).
+    pub reasks: u32,
+    /// Answers refused because they copied an example of the prompt.
+    pub copied_examples: u32,
+    /// Grounded facets answered `NONE` without a model call: no evidence in the trace.
+    pub without_evidence: u32,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached: bool,
@@ -39,6 +48,16 @@ impl FacetModel {
         match config.provider {
             Provider::Builtin => Ok(FacetModel::Builtin),
             Provider::Openai => OpenAiClient::new(config).map(FacetModel::Remote),
+        }
+    }
+
+    /// Counts the model's requests into the sidecar's metrics.
+    pub fn with_metrics(self, metrics: &crate::model::ModelMetrics) -> Self {
+        match self {
+            FacetModel::Remote(client) => {
+                FacetModel::Remote(client.with_metrics(metrics, "facets"))
+            }
+            builtin => builtin,
         }
     }
 
@@ -116,6 +135,9 @@ pub async fn extract(
     if let Some(mut hit) = cache.get(key) {
         hit.cached = true;
         hit.calls = 0;
+        hit.reasks = 0;
+        hit.copied_examples = 0;
+        hit.without_evidence = 0;
         hit.prompt_tokens = 0;
         hit.completion_tokens = 0;
         return Ok(hit);
@@ -130,27 +152,87 @@ pub async fn extract(
             }
         }
         FacetModel::Remote(client) => {
-            let first = ask(client, &text, facets, &mut out).await;
-            let missing: Vec<&FacetSpec> = facets
+            let evidence = if facets.iter().any(|f| f.grounded) {
+                issue_evidence(segments)
+            } else {
+                Vec::new()
+            };
+            let mut asked: Vec<&FacetSpec> = Vec::with_capacity(facets.len());
+            for facet in facets.iter().copied() {
+                if facet.grounded && evidence.is_empty() {
+                    out.answers.push(answer(facet, "NONE".into()));
+                    out.without_evidence += 1;
+                } else {
+                    asked.push(facet);
+                }
+            }
+            let mut notes: Vec<(String, Rejection)> = Vec::new();
+            let mut last_error = None;
+            if !asked.is_empty() {
+                last_error = ask(client, &text, &asked, &evidence, &[], &mut out, &mut notes)
+                    .await
+                    .err();
+            }
+            let missing: Vec<&FacetSpec> = asked
                 .iter()
                 .copied()
                 .filter(|f| !out.answers.iter().any(|a| a.facet == f.name))
                 .collect();
-            let mut last_error = first.err();
-            // Retried once, each alone, so one confusing facet cannot spoil the others.
+            // Asked again once, each alone (so one confusing facet cannot spoil the others),
+            // told why its last answer was refused.
             for facet in missing {
-                if let Err(e) = ask(client, &text, &[facet], &mut out).await {
+                out.reasks += 1;
+                let told: Vec<(String, Rejection)> = notes
+                    .iter()
+                    .filter(|(name, _)| *name == facet.name)
+                    .cloned()
+                    .collect();
+                let mut again = Vec::new();
+                if let Err(e) = ask(
+                    client,
+                    &text,
+                    &[facet],
+                    &evidence,
+                    &told,
+                    &mut out,
+                    &mut again,
+                )
+                .await
+                {
                     last_error = Some(e);
                 }
+                let insisted = again
+                    .iter()
+                    .any(|(_, why)| *why == Rejection::IgnoresEvidence);
+                let failure = evidence.iter().find(|e| is_failure(e));
                 if !out.answers.iter().any(|a| a.facet == facet.name) {
-                    out.failed.push(facet.name.clone());
+                    match failure {
+                        // The model answered NONE twice although the trace shows a failure:
+                        // name it from the evidence (never when the model did not answer).
+                        Some(item) if insisted => {
+                            out.answers.push(answer(facet, format!("Failure: {item}")))
+                        }
+                        _ => out.failed.push(facet.name.clone()),
+                    }
                 }
             }
-            if out.answers.is_empty() {
+            // A model failure fails the trace (to be retried) unless some asked facet was
+            // answered: a NONE found without the model does not make an outage a success.
+            let answered = asked
+                .iter()
+                .any(|f| out.answers.iter().any(|a| a.facet == f.name));
+            if !answered {
                 if let Some(error) = last_error {
                     return Err(error);
                 }
             }
+            // In configuration order, whichever call answered.
+            out.answers.sort_by_key(|a| {
+                facets
+                    .iter()
+                    .position(|f| f.name == a.facet)
+                    .unwrap_or(usize::MAX)
+            });
         }
     }
     if out.failed.is_empty() {
@@ -168,16 +250,19 @@ fn answer(facet: &FacetSpec, text: String) -> FacetAnswer {
     }
 }
 
-/// One chat call for `facets`; usable answers are added to `out`.
+/// One chat call for `facets`; usable answers are added to `out`, refusals to `notes`.
 async fn ask(
     client: &OpenAiClient,
     text: &str,
     facets: &[&FacetSpec],
+    evidence: &[String],
+    told: &[(String, Rejection)],
     out: &mut Extraction,
+    notes: &mut Vec<(String, Rejection)>,
 ) -> Result<(), ModelError> {
     let request = ChatRequest {
         system: SYSTEM_PROMPT.into(),
-        user: user_prompt(text, facets),
+        user: user_prompt(text, facets, evidence, told),
         schema: Some(schema(facets)),
         max_tokens: Some(120 * facets.len() as u32 + 50),
     };
@@ -189,8 +274,25 @@ async fn ask(
         return Err(ModelError::Garbage("the reply holds no JSON object".into()));
     };
     for facet in facets {
-        if let Some(text) = answer_of(&parsed, &facet.name).and_then(|a| facet.accept(&a)) {
-            out.answers.push(answer(facet, text));
+        let Some(given) = answer_of(&parsed, &facet.name) else {
+            continue;
+        };
+        let checked = facet.check(&given).and_then(|text| {
+            if facet.grounded && facet.excluded(&text) && evidence.iter().any(|e| is_failure(e)) {
+                Err(Rejection::IgnoresEvidence)
+            } else {
+                Ok(text)
+            }
+        });
+        match checked {
+            Ok(text) => out.answers.push(answer(facet, text)),
+            Err(why) => {
+                if matches!(why, Rejection::CopiesExample(_)) {
+                    out.copied_examples += 1;
+                    tracing::debug!(facet = %facet.name, answer = %given, "answer copies the prompt's example; asking again");
+                }
+                notes.push((facet.name.clone(), why));
+            }
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod config;
+pub mod evidence;
 pub mod extract;
 pub mod spec;
 pub mod stage;

@@ -15,7 +15,7 @@ use crate::preprocess::stage::PreprocessedSink;
 use crate::store::classifications::{self, ClassificationRecord};
 use crate::store::facet_retry;
 use crate::store::facets::{self, FacetRecord};
-use crate::telemetry::metrics::{FacetLabel, Metrics, ReasonLabel};
+use crate::telemetry::metrics::{FacetLabel, FacetValueLabel, Metrics, ReasonLabel};
 use redb::Database;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -173,8 +173,8 @@ pub fn start(
     let shared = Arc::new(Shared {
         specs: super::specs(&config.facets, &config.preprocess.preprocessor)?,
         config: config.facets.clone(),
-        model: FacetModel::new(&config.models.facets)?,
-        embedder: Embedder::new(&config.models.embeddings)?,
+        model: FacetModel::new(&config.models.facets)?.with_metrics(&metrics.model),
+        embedder: Embedder::new(&config.models.embeddings)?.with_metrics(&metrics.model),
         cache: AnswerCache::new(config.facets.cache_entries),
         writer: RecordWriter::start(db.clone()),
         db,
@@ -324,6 +324,28 @@ async fn process(
         .map_err(|e| e.to_string())?;
     let m = &shared.metrics;
     m.facet_model_calls.inc_by(u64::from(extraction.calls));
+    m.facet_reasks.inc_by(u64::from(extraction.reasks));
+    m.facet_copied_examples
+        .inc_by(u64::from(extraction.copied_examples));
+    m.facet_without_evidence
+        .inc_by(u64::from(extraction.without_evidence));
+    // A labelled facet's labels are its topics: counted and put on the span without a map.
+    let labels: Vec<(String, String)> = extraction
+        .answers
+        .iter()
+        .filter_map(|a| {
+            let spec = shared.specs.iter().find(|s| s.name == a.facet)?;
+            Some((a.facet.clone(), spec.label_of(&a.text)?.to_string()))
+        })
+        .collect();
+    for (facet, label) in &labels {
+        m.facet_labels
+            .get_or_create(&FacetValueLabel {
+                facet: facet.clone(),
+                label: label.clone(),
+            })
+            .inc();
+    }
     m.facet_prompt_tokens.inc_by(extraction.prompt_tokens);
     m.facet_completion_tokens
         .inc_by(extraction.completion_tokens);
@@ -387,6 +409,11 @@ async fn process(
                 .map(|r| attributes::facet_summary(r, shared.summary_max_chars)),
         );
         ticket.add(classified.iter().flat_map(attributes::topic));
+        ticket.add(
+            labels
+                .iter()
+                .map(|(facet, label)| label_attribute(facet, label)),
+        );
         // Released before the durable write: spans need the answer, not its fsync.
         drop(ticket);
     }
@@ -448,6 +475,18 @@ async fn persist(
     match tokio::task::spawn_blocking(move || write(&db)).await {
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot update the facet retry queue"),
         Ok(Ok(())) | Err(_) => {}
+    }
+}
+
+/// `tracetopics.facet.<facet>.label`: a labelled facet's label, as its topic.
+fn label_attribute(facet: &str, label: &str) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    KeyValue {
+        key: format!("tracetopics.facet.{facet}.label"),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(label.to_string())),
+        }),
+        ..Default::default()
     }
 }
 

@@ -5,9 +5,12 @@
 use super::config::ModelConfig;
 use super::errors::{Decision, ModelError, backoff, classify, counts_as_outage};
 use super::limits::{CircuitBreaker, RateLimiter};
+use super::metrics::{ModelMetrics, outcome};
+use super::structured::{EndpointModes, Step, StructuredOutput, refuses_format};
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// One chat call: a system prompt and one user message.
@@ -34,10 +37,37 @@ pub struct OpenAiClient {
     limiter: RateLimiter,
     breaker: CircuitBreaker,
     in_flight: Semaphore,
-    /// Cleared when the server rejects `response_format: json_schema`.
-    schema_supported: AtomicBool,
+    /// How this endpoint is asked for JSON, learned from its answers.
+    modes: EndpointModes,
+    metrics: ModelMetrics,
+    /// `facets`, `naming` or `embeddings`, for metrics and logs.
+    role: &'static str,
+    failure_log: LogLimiter,
     /// The dimension learned from the first embedding reply (when not configured).
     dimensions: AtomicUsize,
+}
+
+/// At most one warning per `FAILURE_LOG_EVERY`; the rest are counted and summed into the next.
+struct LogLimiter(Mutex<(Option<Instant>, u64)>);
+
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl LogLimiter {
+    /// `Some(suppressed since the last one)` when this one may be logged.
+    fn allow(&self, now: Instant) -> Option<u64> {
+        let mut state = self.0.lock().expect("log limiter lock");
+        match state.0 {
+            Some(last) if now.saturating_duration_since(last) < FAILURE_LOG_EVERY => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let suppressed = state.1;
+                *state = (Some(now), 0);
+                Some(suppressed)
+            }
+        }
+    }
 }
 
 impl OpenAiClient {
@@ -68,16 +98,50 @@ impl OpenAiClient {
             .user_agent(concat!("tracetopics/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
+        let structured = match (config.json_schema, config.structured_output) {
+            (true, mode) => mode,
+            (false, StructuredOutput::Auto | StructuredOutput::Instructions) => {
+                StructuredOutput::Instructions
+            }
+            (false, mode) => {
+                return Err(format!(
+                    "json_schema: false contradicts structured_output: {}",
+                    mode.as_str()
+                ));
+            }
+        };
         let now = Instant::now();
         Ok(Self {
             http,
             limiter: RateLimiter::new(config.requests_per_minute, config.tokens_per_minute, now),
             breaker: CircuitBreaker::new(config.circuit_failures, config.circuit_open_for.get()),
             in_flight: Semaphore::new(config.max_concurrency.max(1)),
-            schema_supported: AtomicBool::new(config.json_schema),
+            modes: EndpointModes::new(structured),
+            metrics: ModelMetrics::default(),
+            role: "unknown",
+            failure_log: LogLimiter(Mutex::new((None, 0))),
             dimensions: AtomicUsize::new(config.dimensions),
             config: config.clone(),
         })
+    }
+
+    /// Counts this client's requests into `metrics` under `role` (`facets`, `naming`,
+    /// `embeddings`).
+    pub fn with_metrics(mut self, metrics: &ModelMetrics, role: &'static str) -> Self {
+        self.metrics = metrics.clone();
+        self.role = role;
+        if let (mode, false) = self.modes.current()
+            && role != "embeddings"
+        {
+            // A configured mode needs no detection: export it now.
+            self.metrics.set_mode(role, mode);
+        }
+        self
+    }
+
+    /// How requests ask for JSON now (while detecting: the mode being tried).
+    pub fn structured_output(&self) -> StructuredOutput {
+        self.modes.in_use()
     }
 
     pub fn model(&self) -> &str {
@@ -101,32 +165,68 @@ impl OpenAiClient {
             body["max_tokens"] = json!(max);
         }
         let estimate = ((request.system.len() + request.user.len()) / 4) as u64;
+        let Some(schema) = &request.schema else {
+            return self
+                .post("chat/completions", &body, estimate, false, parse_chat)
+                .await;
+        };
+        let (mut mode, mut probing) = self.modes.current();
+        let mut refusals: Vec<(StructuredOutput, ModelError)> = Vec::new();
         loop {
-            let with_schema =
-                request.schema.is_some() && self.schema_supported.load(Ordering::Relaxed);
-            if with_schema {
-                body["response_format"] = json!({
-                    "type": "json_schema",
-                    "json_schema": {"name": "answer", "strict": true, "schema": request.schema},
-                });
-            } else if let Some(obj) = body.as_object_mut() {
-                obj.remove("response_format");
-            }
-            match self
-                .post("chat/completions", &body, estimate, parse_chat)
-                .await
-            {
-                Err(ModelError::Http {
-                    status: 400 | 422,
-                    message,
-                    ..
-                }) if with_schema && message.to_ascii_lowercase().contains("response_format") => {
-                    tracing::info!(model = %self.config.model, "endpoint rejects response_format json_schema; using instructions only");
-                    self.schema_supported.store(false, Ordering::Relaxed);
+            mode.apply(&mut body, Some(schema));
+            let result = self
+                .post("chat/completions", &body, estimate, probing, parse_chat)
+                .await;
+            let error = match result {
+                Ok(reply) => {
+                    if self.modes.succeeded(mode) {
+                        self.log_mode(mode, &refusals);
+                    }
+                    return Ok(reply);
                 }
-                other => return other,
+                Err(error) => error,
+            };
+            match self.modes.refused(mode, &error) {
+                Step::Retry(lower) => {
+                    refusals.push((mode, error));
+                    mode = lower;
+                    probing = self.modes.current().1 && mode == self.modes.in_use();
+                }
+                Step::GiveUp => {
+                    let in_use = self.modes.in_use();
+                    if probing && in_use != mode && refusals.is_empty() {
+                        // Another request settled the endpoint meanwhile.
+                        mode = in_use;
+                        probing = false;
+                        continue;
+                    }
+                    if !refusals.is_empty()
+                        && !refusals.iter().any(|(_, e)| refuses_format(e, true))
+                    {
+                        // Even the request without a format failed, and no refusal named the
+                        // format: the endpoint is failing, not picky.
+                        self.modes.inconclusive();
+                    }
+                    return Err(error);
+                }
             }
         }
+    }
+
+    fn log_mode(&self, mode: StructuredOutput, refusals: &[(StructuredOutput, ModelError)]) {
+        self.metrics.set_mode(self.role, mode);
+        let refused: Vec<String> = refusals
+            .iter()
+            .map(|(m, e)| format!("{}: {e}", m.as_str()))
+            .collect();
+        tracing::info!(
+            model = %self.config.model,
+            base_url = %self.config.base_url,
+            role = self.role,
+            mode = mode.as_str(),
+            refused = %refused.join("; "),
+            "structured output mode for this endpoint"
+        );
     }
 
     /// Embeds `texts` in batches of `batch_size`; vectors come back L2-normalized, one per text,
@@ -138,7 +238,7 @@ impl OpenAiClient {
             let estimate = batch.iter().map(|t| t.len() / 4).sum::<usize>() as u64;
             let expected = batch.len();
             let vectors = self
-                .post("embeddings", &body, estimate, |reply| {
+                .post("embeddings", &body, estimate, false, |reply| {
                     parse_embeddings(reply, expected)
                 })
                 .await?;
@@ -162,25 +262,38 @@ impl OpenAiClient {
     }
 
     /// One logical request, parsed by `parse`: retried per the rules in `errors.rs` (an answer
-    /// that does not parse is garbage, and retried too).
+    /// that does not parse is garbage, and retried too). A `probe` (a structured-output mode
+    /// not yet known to work) returns a possible refusal of its format at once, without retries
+    /// and without counting it against the endpoint's health.
     async fn post<T>(
         &self,
         path: &str,
         body: &Value,
         estimate: u64,
+        probe: bool,
         parse: impl Fn(&Value) -> Result<T, ModelError>,
     ) -> Result<T, ModelError> {
         let url = format!("{}/{path}", self.config.base_url.trim_end_matches('/'));
         let mut attempt = 0;
         loop {
+            let started = Instant::now();
             let result = self
-                .attempt(&url, body, estimate)
+                .attempt(&url, body, estimate, probe)
                 .await
                 .and_then(|value| parse(&value));
+            let sent = !matches!(result, Err(ModelError::CircuitOpen(_)));
+            self.metrics.record(
+                self.role,
+                outcome(&result.as_ref().map(|_| ())),
+                sent.then(|| started.elapsed()),
+            );
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
+            if probe && refuses_format(&error, false) {
+                return Err(error);
+            }
             match classify(&error) {
                 Decision::Retry(server_delay) if attempt < self.config.max_retries => {
                     let delay = backoff(
@@ -190,7 +303,9 @@ impl OpenAiClient {
                         server_delay,
                         fastrand::f64(),
                     );
-                    tracing::warn!(model = %self.config.model, %error, retry_in = ?delay, "model request failed; will retry");
+                    if let Some(suppressed) = self.failure_log.allow(Instant::now()) {
+                        tracing::warn!(model = %self.config.model, role = self.role, %error, retry_in = ?delay, suppressed, "model request failed; will retry");
+                    }
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -199,7 +314,13 @@ impl OpenAiClient {
         }
     }
 
-    async fn attempt(&self, url: &str, body: &Value, estimate: u64) -> Result<Value, ModelError> {
+    async fn attempt(
+        &self,
+        url: &str,
+        body: &Value,
+        estimate: u64,
+        probe: bool,
+    ) -> Result<Value, ModelError> {
         self.breaker
             .check(Instant::now())
             .map_err(ModelError::CircuitOpen)?;
@@ -209,8 +330,24 @@ impl OpenAiClient {
             tokio::time::sleep(wait).await;
         }
         let result = self.send(url, body).await;
-        let outage = result.as_ref().err().is_some_and(counts_as_outage);
+        let outage = result
+            .as_ref()
+            .err()
+            .is_some_and(|e| counts_as_outage(e) && !(probe && refuses_format(e, false)));
         self.breaker.record(outage, Instant::now());
+        if let Ok(reply) = &result {
+            let usage = |key: &str| {
+                reply
+                    .pointer(&format!("/usage/{key}"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            self.metrics.add_tokens(
+                self.role,
+                usage("prompt_tokens"),
+                usage("completion_tokens"),
+            );
+        }
         result
     }
 

@@ -60,11 +60,18 @@ pub struct ModelConfig {
     /// another dimension is an error. Default 0.
     #[serde(default)]
     pub dimensions: usize,
-    /// Chat models: ask for `response_format: json_schema` (structured outputs). Turn off for
-    /// servers that reject it; strict instructions and a tolerant parser are used either way.
-    /// Default true.
+    /// Chat models: `false` never sends a `response_format` (the same as `structured_output:
+    /// instructions`). Default true.
     #[serde(default = "yes")]
     pub json_schema: bool,
+    /// Chat models: how requests ask for JSON. `auto` (default) detects what the endpoint
+    /// accepts — `json_schema` (OpenAI, vLLM, Ollama, llama.cpp server), then `json_object` with
+    /// a `schema` (llama-cpp-python), then `instructions` only — stepping down when a request is
+    /// refused (HTTP 400/415/422/500/501), remembering the answer for the endpoint, logging it
+    /// once and exporting it as `tracetopics_model_structured_output`. A fixed value is used as
+    /// is. Strict instructions and a tolerant parser (fenced JSON is fine) are used either way.
+    #[serde(default)]
+    pub structured_output: super::structured::StructuredOutput,
     /// Verification of `https://` servers: `ca_file` (a private CA, trusted besides the
     /// system's roots), `insecure_skip_verify` (testing only).
     #[serde(default)]

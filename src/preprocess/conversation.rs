@@ -40,8 +40,9 @@ impl Conversation {
         hasher.finish()
     }
 
-    fn merge(&mut self, list: Vec<Msg>, span_id: &str, agent: Option<&String>) {
-        let mut cursor = 0;
+    /// Merges `list`, treating as repeats only messages found at or after `start`.
+    fn merge(&mut self, list: Vec<Msg>, start: usize, span_id: &str, agent: Option<&String>) {
+        let mut cursor = start;
         for mut msg in list {
             let key = Self::key(&msg);
             let found = self.positions.get(&key).and_then(|positions| {
@@ -156,7 +157,7 @@ pub fn assemble(trace: &TraceView) -> (Vec<Segment>, TraceMeta) {
             let ex = conventions::extract(&SpanView::default(), &orphan_logs);
             let mut conversation = Conversation::default();
             apply_inputs(&mut conversation, &ex, "", None);
-            apply_outputs(&mut conversation, ex, "", None);
+            apply_outputs(&mut conversation, ex, 0, "", None);
             meta.error_count = conversation.errors.len();
             return (conversation.segments, meta);
         }
@@ -169,7 +170,9 @@ pub fn assemble(trace: &TraceView) -> (Vec<Segment>, TraceMeta) {
     // Explicit stack: a hostile trace may nest deeper than the thread stack allows recursion.
     enum Step {
         Enter(usize, Option<String>),
-        Leave(usize, Extracted, Option<String>),
+        /// The span, what it said, its agent, and where the conversation stood after its
+        /// inputs: its outputs are new from there on.
+        Leave(usize, Extracted, Option<String>, usize),
     }
     let mut stack: Vec<Step> = roots.iter().rev().map(|&i| Step::Enter(i, None)).collect();
     let mut visited = vec![false; trace.spans.len()];
@@ -193,15 +196,17 @@ pub fn assemble(trace: &TraceView) -> (Vec<Segment>, TraceMeta) {
                 let mut ex = conventions::extract(span, &logs);
                 apply_inputs(&mut conversation, &ex, &span.span_id, agent.as_ref());
                 fallback.append(&mut ex.fallback);
-                stack.push(Step::Leave(i, ex, agent.clone()));
+                let after_inputs = conversation.segments.len();
+                stack.push(Step::Leave(i, ex, agent.clone(), after_inputs));
                 if let Some(kids) = children.get(&i) {
                     stack.extend(kids.iter().rev().map(|&k| Step::Enter(k, agent.clone())));
                 }
             }
-            Step::Leave(i, ex, agent) => {
+            Step::Leave(i, ex, agent, after_inputs) => {
                 apply_outputs(
                     &mut conversation,
                     ex,
+                    after_inputs,
                     &trace.spans[i].span_id,
                     agent.as_ref(),
                 );
@@ -219,7 +224,7 @@ pub fn assemble(trace: &TraceView) -> (Vec<Segment>, TraceMeta) {
             .unwrap_or_default();
         let errors: Vec<Segment> = std::mem::take(&mut conversation.segments);
         conversation.positions.clear();
-        conversation.merge(fallback, &root, None);
+        conversation.merge(fallback, 0, &root, None);
         conversation.segments.extend(errors);
     }
     meta.error_count = conversation.errors.len();
@@ -261,18 +266,22 @@ fn apply_inputs(
     agent: Option<&String>,
 ) {
     for list in &ex.inputs {
-        conversation.merge(list.clone(), span_id, agent);
+        conversation.merge(list.clone(), 0, span_id, agent);
     }
 }
 
+/// A span's outputs are what it produced after its inputs: a message the conversation holds
+/// only from before them (a retried tool call with the same arguments) is said again, not a
+/// repeat.
 fn apply_outputs(
     conversation: &mut Conversation,
     ex: Extracted,
+    after_inputs: usize,
     span_id: &str,
     agent: Option<&String>,
 ) {
     for list in ex.outputs {
-        conversation.merge(list, span_id, agent);
+        conversation.merge(list, after_inputs, span_id, agent);
     }
     for error in ex.errors {
         conversation.error(error, span_id, agent);

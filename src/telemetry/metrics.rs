@@ -35,6 +35,13 @@ pub struct FacetLabel {
     pub facet: String,
 }
 
+/// A labelled facet's answer label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FacetValueLabel {
+    pub facet: String,
+    pub label: String,
+}
+
 /// A topic of a facet's map; `topic_id` is the stable id, `topic` its current name (or
 /// `no_match`, with an empty id).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +82,10 @@ pub struct Metrics {
     pub facet_failed: Family<FacetLabel, Counter>,
     pub facet_records: Counter,
     pub facet_retry_queue: Gauge,
+    pub facet_reasks: Counter,
+    pub facet_copied_examples: Counter,
+    pub facet_without_evidence: Counter,
+    pub facet_labels: Family<FacetValueLabel, Counter>,
     pub enrichment_traces: Family<ReasonLabel, Counter>,
     pub enrichment_held_traces: Gauge,
     pub enrichment_late_spans: Counter,
@@ -88,6 +99,8 @@ pub struct Metrics {
     pub topic_regeneration_failures: Family<FacetLabel, Counter>,
     pub topic_naming_failures: Family<FacetLabel, Counter>,
     pub topic_backfill_failures: Family<FacetLabel, Counter>,
+    /// Requests to model endpoints (see `model::metrics`).
+    pub model: crate::model::ModelMetrics,
 }
 
 impl Metrics {
@@ -123,6 +136,10 @@ impl Metrics {
             facet_failed: Family::default(),
             facet_records: Counter::default(),
             facet_retry_queue: Gauge::default(),
+            facet_reasks: Counter::default(),
+            facet_copied_examples: Counter::default(),
+            facet_without_evidence: Counter::default(),
+            facet_labels: Family::default(),
             enrichment_traces: Family::default(),
             enrichment_held_traces: Gauge::default(),
             enrichment_late_spans: Counter::default(),
@@ -136,6 +153,7 @@ impl Metrics {
             topic_regeneration_failures: Family::default(),
             topic_naming_failures: Family::default(),
             topic_backfill_failures: Family::default(),
+            model: crate::model::ModelMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -277,6 +295,26 @@ impl Metrics {
             m.facet_retry_queue.clone(),
         );
         r.register(
+            "tracetopics_facet_reasks",
+            "Facets asked again alone because the joint reply missed them or gave an unusable answer",
+            m.facet_reasks.clone(),
+        );
+        r.register(
+            "tracetopics_facet_copied_examples",
+            "Facet answers refused because they copied an example from the prompt",
+            m.facet_copied_examples.clone(),
+        );
+        r.register(
+            "tracetopics_facet_without_evidence",
+            "Issues answered NONE without a model call: the trace holds no error, failed tool result, refusal or loop",
+            m.facet_without_evidence.clone(),
+        );
+        r.register(
+            "tracetopics_facet_labels",
+            "Answers of labelled facets (custom facets with labels, and sentiment), by facet and label",
+            m.facet_labels.clone(),
+        );
+        r.register(
             "tracetopics_enrichment_traces",
             "Traces released to the exporter after waiting for their topics, by outcome: enriched, without_attributes (nothing to add), timeout (max_enrichment_delay passed), shutdown",
             m.enrichment_traces.clone(),
@@ -341,6 +379,7 @@ impl Metrics {
             "Backfills after a new map that failed and will be retried, by facet",
             m.topic_backfill_failures.clone(),
         );
+        m.model.register(r);
         Metrics { registry, ..m }
     }
 

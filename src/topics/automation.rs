@@ -136,7 +136,7 @@ impl Automation {
             config: config.topics.clone(),
             facets: configured_facets(config),
             embedding_model: crate::embed::Embedder::new(&config.models.embeddings)?.model_id(),
-            namer: Namer::new(&config.models.naming)?,
+            namer: Namer::new(&config.models.naming)?.with_metrics(&metrics.model),
             published,
             backfill,
             metrics,

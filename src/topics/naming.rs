@@ -1,6 +1,8 @@
-//! Topic names: one chat call names a batch of topics, each shown with its keywords, its typical
-//! summaries and, as contrast, summaries of its nearest other topic (so two neighbours get names
-//! that tell them apart). Offline, or when the model fails, a topic is named by its keywords.
+//! Topic names: one chat call names a batch of topics, each shown with its keywords and its
+//! typical summaries. Summaries of each topic's nearest other topic follow in a separate,
+//! clearly secondary section at the end (a small model named a cluster after its neighbour's
+//! summaries when they sat inside the cluster's own block). Offline, or when the model fails, a
+//! topic is named by its keywords.
 
 use super::TopicMap;
 use super::config::NamingConfig;
@@ -23,6 +25,14 @@ impl Namer {
             Provider::Openai => OpenAiClient::new(config).map(Namer::Remote),
         }
     }
+
+    /// Counts the model's requests into the sidecar's metrics.
+    pub fn with_metrics(self, metrics: &crate::model::ModelMetrics) -> Self {
+        match self {
+            Namer::Remote(client) => Namer::Remote(client.with_metrics(metrics, "naming")),
+            builtin => builtin,
+        }
+    }
 }
 
 /// What naming a map did.
@@ -39,7 +49,7 @@ pub struct NamingReport {
 
 const MAX_WORDS: usize = 6;
 
-pub const SYSTEM_PROMPT: &str = "You name clusters of short summaries of AI agent conversations. For every cluster you get its id, its keywords, typical member summaries, and summaries of its nearest other cluster as contrast. Give each cluster a short, specific name (at most 6 words, no quotes, no numbering) that fits its members and tells it apart from the contrast, and a one-sentence description. Answer with one JSON object and nothing else: keys are the cluster ids, each value an object {\"name\": ..., \"description\": ...}.";
+pub const SYSTEM_PROMPT: &str = "You name clusters of short summaries of AI agent conversations. For every cluster you get its id, its keywords and typical member summaries. Give each cluster a short, specific name (at most 6 words, no quotes, no numbering) that fits its own members, and a one-sentence description. A section at the end may list, for contrast only, summaries of neighbouring clusters that are NOT part of the cluster: never name a cluster after them; use them only to prefer a name that would not fit them too. Answer with one JSON object and nothing else: keys are the cluster ids, each value an object {\"name\": ..., \"description\": ...}.";
 
 /// Names every topic of `map` with `only` (all when `None`) topic ids asked. A topic the model
 /// does not name keeps what it has: its previous name (a kept topic) or its keyword name with
@@ -117,9 +127,14 @@ async fn ask(
         .ok_or_else(|| ModelError::Garbage("the naming reply holds no JSON object".into()))
 }
 
-/// The prompt for one batch: per topic its id, keywords, exemplars and contrast exemplars.
+/// The prompt for one batch: per topic its id, keywords and exemplars; then, after every topic,
+/// a contrast section with its nearest other topic's exemplars, marked as not its own.
 pub fn user_prompt(map: &TopicMap, batch: &[usize], config: &NamingConfig) -> String {
-    let mut out = format!("Facet `{}`: {} clusters to name.\n", map.facet, batch.len());
+    let mut out = format!(
+        "Facet `{}`: {} clusters to name, each from its own keywords and summaries.\n",
+        map.facet,
+        batch.len()
+    );
     for &i in batch {
         let t = &map.topics[i];
         out.push_str(&format!(
@@ -135,18 +150,29 @@ pub fn user_prompt(map: &TopicMap, batch: &[usize], config: &NamingConfig) -> St
         for e in t.exemplars.iter().take(config.exemplars) {
             out.push_str(&format!("- {}\n", one_line(e)));
         }
-        if let Some(n) = nearest_other(map, i)
-            && config.contrast_exemplars > 0
-        {
-            out.push_str("contrast (a different cluster; do not name this one after these):\n");
-            for e in map.topics[n]
-                .exemplars
-                .iter()
-                .take(config.contrast_exemplars)
-            {
-                out.push_str(&format!("- {}\n", one_line(e)));
-            }
+    }
+    let mut contrast = String::new();
+    for &i in batch {
+        let Some(n) = nearest_other(map, i) else {
+            continue;
+        };
+        let lines: Vec<String> = map.topics[n]
+            .exemplars
+            .iter()
+            .take(config.contrast_exemplars)
+            .map(|e| format!("  - {}\n", one_line(e)))
+            .collect();
+        if !lines.is_empty() {
+            contrast.push_str(&format!(
+                "- near cluster {} but NOT part of it:\n{}",
+                map.topics[i].id,
+                lines.concat()
+            ));
         }
+    }
+    if !contrast.is_empty() {
+        out.push_str("\n---\nFor contrast only: summaries of neighbouring clusters. Do not name any cluster after these.\n");
+        out.push_str(&contrast);
     }
     out
 }
@@ -366,6 +392,38 @@ mod tests {
         assert_eq!(m.topics[0].name, "deploy · kubernetes · helm");
         assert!(m.topics[0].named);
         assert!(m.topics[0].description.contains("pod"));
+    }
+
+    #[test]
+    fn contrast_summaries_come_last_and_marked_as_not_the_clusters_own() {
+        let mut a = topic(1, "a", &["refund"]);
+        a.exemplars = vec!["Get a refund for order 7".into()];
+        let mut b = topic(2, "b", &["password"]);
+        b.exemplars = vec!["Reset the account password".into()];
+        b.centroid = vec![0.9, 0.1];
+        let m = map(vec![a, b]);
+        let prompt = user_prompt(&m, &[0, 1], &NamingConfig::default());
+        let own_end = prompt.find("## Cluster id 2").unwrap();
+        let contrast = prompt
+            .find("For contrast only")
+            .expect("a contrast section");
+        assert!(
+            contrast > own_end,
+            "after every cluster's own block:\n{prompt}"
+        );
+        // Each cluster's block holds only its own summaries.
+        let block_1 = &prompt[prompt.find("## Cluster id 1").unwrap()..own_end];
+        assert!(block_1.contains("Get a refund") && !block_1.contains("Reset the account"));
+        assert!(
+            prompt[contrast..]
+                .contains("near cluster 1 but NOT part of it:\n  - Reset the account password")
+        );
+        assert!(SYSTEM_PROMPT.contains("never name a cluster after them"));
+        let none = NamingConfig {
+            contrast_exemplars: 0,
+            ..NamingConfig::default()
+        };
+        assert!(!user_prompt(&m, &[0, 1], &none).contains("contrast"));
     }
 
     #[test]

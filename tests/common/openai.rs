@@ -22,6 +22,26 @@ pub enum Scripted {
 
 type Responder = Arc<dyn Fn(&str, &Value) -> Value + Send + Sync>;
 
+/// How the server treats `response_format`, emulating the servers people run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// OpenAI, vLLM, Ollama, llama.cpp's server: `json_schema` and `json_object` are honoured.
+    Schema,
+    /// llama-cpp-python: `json_schema` fails its request validation, reported as HTTP 500;
+    /// `{type: json_object, schema}` works; without a format the model fences its JSON.
+    LlamaCppPython,
+    /// Takes no `response_format` at all (HTTP 400 naming it); the model fences its JSON.
+    NoFormat,
+    /// Accepts any `response_format` and ignores it: prose around fenced JSON.
+    Ignoring,
+    /// A bare HTTP 500 (no word about the format) for `json_schema`; `json_object` works.
+    BareRefusal,
+}
+
+/// The body llama-cpp-python 0.3.36's server sends with its HTTP 500 for `type: json_schema`
+/// (captured from a real server; only the path is shortened).
+pub const LLAMA_CPP_PYTHON_500: &str = r#"{"error":{"message":"1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}\n\n  File \"/app/llama_cpp/server/app.py\", line 376, in create_chat_completion\n    POST /v1/chat/completions","type":"internal_server_error","param":null,"code":null}}"#;
+
 #[derive(Clone)]
 pub struct ModelServer {
     pub addr: SocketAddr,
@@ -32,27 +52,37 @@ struct ServerState {
     script: Mutex<VecDeque<Scripted>>,
     requests: Mutex<Vec<(String, HeaderMap, Value)>>,
     respond: Responder,
+    kind: ServerKind,
     seen: tokio::sync::watch::Sender<usize>,
 }
 
 impl ModelServer {
     /// `respond(path, request_body)` builds the default answer body.
     pub async fn start(respond: impl Fn(&str, &Value) -> Value + Send + Sync + 'static) -> Self {
+        Self::start_kind(ServerKind::Schema, respond).await
+    }
+
+    /// A server that treats `response_format` like `kind`.
+    pub async fn start_kind(
+        kind: ServerKind,
+        respond: impl Fn(&str, &Value) -> Value + Send + Sync + 'static,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, Arc::new(respond))
+        Self::serve(listener, Arc::new(respond), kind)
     }
 
     pub async fn start_on(addr: SocketAddr, respond: Responder) -> Self {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        Self::serve(listener, respond)
+        Self::serve(listener, respond, ServerKind::Schema)
     }
 
-    fn serve(listener: tokio::net::TcpListener, respond: Responder) -> Self {
+    fn serve(listener: tokio::net::TcpListener, respond: Responder, kind: ServerKind) -> Self {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(ServerState {
             script: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             respond,
+            kind,
             seen: tokio::sync::watch::channel(0).0,
         });
         let router = axum::Router::new()
@@ -131,7 +161,40 @@ async fn handle(
             tokio::time::sleep(delay).await;
             json_response(&(state.respond)(&path, &value))
         }
-        None => json_response(&(state.respond)(&path, &value)),
+        None => answer_as(state.kind, &(state.respond)(&path, &value), &value),
+    }
+}
+
+/// The default answer as a server of `kind` gives it for `request`.
+fn answer_as(kind: ServerKind, answer: &Value, request: &Value) -> Response {
+    let format = request
+        .pointer("/response_format/type")
+        .and_then(Value::as_str);
+    let refuse = |status: StatusCode, body: &str| (status, body.to_string()).into_response();
+    let fenced = || {
+        let mut answer = answer.clone();
+        if let Some(content) = answer.pointer_mut("/choices/0/message/content") {
+            let text = content.as_str().unwrap_or_default();
+            *content = json!(format!("Here is the JSON:\n```json\n{text}\n```"));
+        }
+        json_response(&answer)
+    };
+    match (kind, format) {
+        (ServerKind::Schema, _) => json_response(answer),
+        (ServerKind::LlamaCppPython, Some("json_schema")) => {
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, LLAMA_CPP_PYTHON_500)
+        }
+        (ServerKind::LlamaCppPython, Some(_)) => json_response(answer),
+        (ServerKind::LlamaCppPython | ServerKind::NoFormat, None) => fenced(),
+        (ServerKind::NoFormat, Some(_)) => refuse(
+            StatusCode::BAD_REQUEST,
+            r#"{"error": {"message": "Unrecognized request argument supplied: response_format"}}"#,
+        ),
+        (ServerKind::Ignoring, _) => fenced(),
+        (ServerKind::BareRefusal, Some("json_schema")) => {
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        (ServerKind::BareRefusal, _) => json_response(answer),
     }
 }
 
