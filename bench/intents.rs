@@ -100,10 +100,7 @@ async fn main() {
         for chunk in texts.chunks(64) {
             vectors.extend(embedder.embed(chunk).await.expect("embeddings"));
         }
-        println!(
-            "  embedded by {url} in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
+        println!("  embedded by {url} in {:.1} s", t0.elapsed().as_secs_f64());
         let split = Split::new(&intents);
         let engine = run_engine(&texts, &vectors, &split);
         let reference = run_reference(&python, &work, name, &vectors, &split);
@@ -297,8 +294,16 @@ struct Split {
 
 impl Split {
     fn new(intents: &[String]) -> Self {
-        let names: Vec<&String> = intents.iter().collect::<BTreeSet<_>>().into_iter().collect();
-        let id: HashMap<&String, i32> = names.iter().enumerate().map(|(k, n)| (*n, k as i32)).collect();
+        let names: Vec<&String> = intents
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let id: HashMap<&String, i32> = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (*n, k as i32))
+            .collect();
         let truth: Vec<i32> = intents.iter().map(|i| id[i]).collect();
         let (mut sample, mut seen_held_out, mut unseen) = (Vec::new(), Vec::new(), Vec::new());
         for (i, &t) in truth.iter().enumerate() {
@@ -424,7 +429,13 @@ fn run_engine(texts: &[String], vectors: &[Vec<f32>], split: &Split) -> Row {
     let unseen_nm = split
         .unseen
         .iter()
-        .filter(|&&i| index.classify(&vectors[i]).expect("classify").topic.is_none())
+        .filter(|&&i| {
+            index
+                .classify(&vectors[i])
+                .expect("classify")
+                .topic
+                .is_none()
+        })
         .count();
     Row {
         ari_all,
@@ -485,12 +496,20 @@ fn run_reference(
         .chunks_exact(4)
         .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")))
         .collect();
-    assert_eq!(labels.len(), split.sample.len(), "one reference label per trace");
+    assert_eq!(
+        labels.len(),
+        split.sample.len(),
+        "one reference label per trace"
+    );
     let truth: Vec<i32> = split.sample.iter().map(|&i| split.truth[i]).collect();
     let (ari_all, nmi_all, ari_clustered, nmi_clustered, noise) = partition_scores(&truth, &labels);
     let majority = majorities(&truth, &labels);
     // Held out: nearest cluster centroid in the embedding space (no threshold, as BERTopic).
-    let topics = labels.iter().copied().max().map_or(0, |m| (m + 1).max(0) as usize);
+    let topics = labels
+        .iter()
+        .copied()
+        .max()
+        .map_or(0, |m| (m + 1).max(0) as usize);
     let mut centroids = vec![0.0f32; topics * dim];
     for (k, &l) in labels.iter().enumerate() {
         if l >= 0 {

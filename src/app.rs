@@ -2,11 +2,11 @@
 //! accepting, release every buffered trace, and drain the queue until the deadline.
 
 use crate::assemble::Assembler;
+use crate::classify::enricher::TopicEnricher;
 use crate::classify::stage::{Classifier, StoredBackfill};
 use crate::config::Config;
 use crate::export::client::OtlpClient;
 use crate::export::{Exporter, ExporterHandle};
-use crate::classify::enricher::TopicEnricher;
 use crate::pipeline::{Engine, EngineHandle, Enrichment, QueueConsumer, TraceHook};
 use crate::preprocess::stage::PreprocessedSink;
 use crate::receiver::Ingest;
@@ -238,9 +238,10 @@ impl Sidecar {
                             Arc::new(StoredBackfill {
                                 db: db.clone(),
                                 window: config.classify.backfill_window.get(),
-                                emit: config.classify.emit_reclassified.then(|| {
-                                    (engine.clone(), tokio::runtime::Handle::current())
-                                }),
+                                emit: config
+                                    .classify
+                                    .emit_reclassified
+                                    .then(|| (engine.clone(), tokio::runtime::Handle::current())),
                             }),
                         )
                         .map_err(StartError::Stage)?;

@@ -78,7 +78,10 @@ async fn an_hour_long_retry_info_is_capped_and_retried_within_the_time_budget() 
     let text = metrics.encode();
     assert!(metric(&text, "tracetopics_exporter_requests_retried_total") >= 2.0);
     assert_eq!(metric(&text, "tracetopics_exporter_sent_spans_total"), 6.0);
-    assert!(!text.contains("tracetopics_exporter_send_failed_spans_total{"), "{text}");
+    assert!(
+        !text.contains("tracetopics_exporter_send_failed_spans_total{"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

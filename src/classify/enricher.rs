@@ -84,8 +84,14 @@ mod tests {
             ..Default::default()
         }];
         let (_dir, local_roots) = enricher(Target::LocalRoots);
-        assert_eq!(local_roots.apply(&payload(), &attributes, false).unwrap().1, 2);
-        assert_eq!(local_roots.apply(&payload(), &attributes, true).unwrap().1, 1);
+        assert_eq!(
+            local_roots.apply(&payload(), &attributes, false).unwrap().1,
+            2
+        );
+        assert_eq!(
+            local_roots.apply(&payload(), &attributes, true).unwrap().1,
+            1
+        );
         let (_dir, all) = enricher(Target::All);
         assert_eq!(all.apply(&payload(), &attributes, true).unwrap().1, 2);
     }

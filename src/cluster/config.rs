@@ -394,17 +394,23 @@ mod tests {
             ..HdbscanConfig::default()
         };
         assert_eq!(fixed.min_cluster_size_for(50_000), 3);
-        assert_eq!(fixed.min_samples_for(50_000), 3, "never above the cluster size");
+        assert_eq!(
+            fixed.min_samples_for(50_000),
+            3,
+            "never above the cluster size"
+        );
         let parsed: HdbscanConfig = serde_yaml_ng::from_str("min_cluster_size: 15").unwrap();
         assert_eq!(parsed.min_cluster_size, Some(15));
-        assert!(ClusterConfig {
-            algorithm: Algorithm::Hdbscan(HdbscanConfig {
-                min_cluster_size: Some(1),
-                ..HdbscanConfig::default()
-            }),
-            ..ClusterConfig::default()
-        }
-        .validate()
-        .is_err());
+        assert!(
+            ClusterConfig {
+                algorithm: Algorithm::Hdbscan(HdbscanConfig {
+                    min_cluster_size: Some(1),
+                    ..HdbscanConfig::default()
+                }),
+                ..ClusterConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

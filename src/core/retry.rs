@@ -102,6 +102,10 @@ mod tests {
             "uncapped, the first refusal would have ended the request"
         );
         assert!(!within_budget(Duration::from_secs(290), delay, budget));
-        assert!(within_budget(Duration::from_secs(290), delay, Duration::ZERO));
+        assert!(within_budget(
+            Duration::from_secs(290),
+            delay,
+            Duration::ZERO
+        ));
     }
 }

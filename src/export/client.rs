@@ -5,9 +5,9 @@
 
 use super::config::{Compression, OtlpExporterConfig};
 use super::retry::SendError;
-use crate::core::retry::parse_retry_after;
 use super::target::ExportTarget;
 use crate::core::Signal;
+use crate::core::retry::parse_retry_after;
 use bytes::{BufMut, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;

@@ -9,6 +9,7 @@ pub mod retry;
 pub mod target;
 
 use crate::core::Signal;
+use crate::core::retry::{Backoff, within_budget};
 use crate::otlp::wire::{Reader, Value};
 use crate::pipeline::{Acknowledger, QueueConsumer};
 use crate::store::queue::{Batch, BatchLimits};
@@ -16,7 +17,6 @@ use crate::telemetry::metrics::{Metrics, ReasonLabel};
 use bytes::Bytes;
 use client::OtlpClient;
 use config::OtlpExporterConfig;
-use crate::core::retry::{Backoff, within_budget};
 use retry::{Decision, classify};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -451,12 +451,8 @@ impl Engine {
                     ));
                     let items = assembled.spans + assembled.log_records;
                     self.hook.on_trace(&mut assembled);
-                    self.held.insert(
-                        trace.trace_id,
-                        trace.keys,
-                        items,
-                        now + max_delay,
-                    );
+                    self.held
+                        .insert(trace.trace_id, trace.keys, items, now + max_delay);
                 } else {
                     for k in &trace.keys {
                         pending.remove(k)?;

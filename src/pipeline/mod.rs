@@ -7,10 +7,10 @@ pub mod hold;
 mod queue;
 mod tables;
 
+use crate::core::AssembledTrace;
 pub use engine::{Command, Engine, EngineHandle, EngineInbox, Refusal};
 pub use enrich::{Enrichment, SpanEnricher};
 pub use queue::{Acknowledger, QueueConsumer};
-use crate::core::AssembledTrace;
 
 /// Called once per released trace, on the engine thread, before the trace is queued for export
 /// (or held for enrichment). It must not block; it may keep the trace's ticket.

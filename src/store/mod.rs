@@ -300,7 +300,10 @@ mod tests {
             .unwrap();
         tx.open_table(QUEUE)
             .unwrap()
-            .insert(9, queue::encode(Signal::Traces, 5, &[b"a", b"b"]).as_slice())
+            .insert(
+                9,
+                queue::encode(Signal::Traces, 5, &[b"a", b"b"]).as_slice(),
+            )
             .unwrap();
         tx.commit().unwrap();
         drop(db);

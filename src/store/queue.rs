@@ -216,7 +216,10 @@ mod tests {
         tx.abort().unwrap();
         assert!(reader.peek(ROOMY).unwrap().is_empty(), "aborted push");
 
-        push_all(&db, &[(3, Signal::Traces, 2, b"aa"), (5, Signal::Traces, 1, b"b")]);
+        push_all(
+            &db,
+            &[(3, Signal::Traces, 2, b"aa"), (5, Signal::Traces, 1, b"b")],
+        );
         let batch = reader.peek(ROOMY).unwrap();
         assert_eq!(batch.keys(), vec![3, 5]);
         assert_eq!(batch.items, 3);
@@ -259,10 +262,16 @@ mod tests {
         assert_eq!((oversize.keys(), oversize.full), (vec![2], true));
         reader.advance_past(&oversize);
         let logs = reader.peek(ROOMY).unwrap();
-        assert_eq!((logs.signal, logs.keys(), logs.full), (Signal::Logs, vec![3], true));
+        assert_eq!(
+            (logs.signal, logs.keys(), logs.full),
+            (Signal::Logs, vec![3], true)
+        );
         reader.advance_past(&logs);
         let last = reader.peek(ROOMY).unwrap();
-        assert_eq!((last.signal, last.keys(), last.full), (Signal::Traces, vec![4], false));
+        assert_eq!(
+            (last.signal, last.keys(), last.full),
+            (Signal::Traces, vec![4], false)
+        );
         reader.advance_past(&last);
         assert!(reader.peek(ROOMY).unwrap().is_empty());
     }
@@ -282,7 +291,10 @@ mod tests {
         }
         tx.commit().unwrap();
         let batch = QueueReader::new(db.clone()).peek(ROOMY).unwrap();
-        assert_eq!((batch.signal, batch.keys(), batch.items), (Signal::Logs, vec![1], 4));
+        assert_eq!(
+            (batch.signal, batch.keys(), batch.items),
+            (Signal::Logs, vec![1], 4)
+        );
         let recovered = crate::store::recover(&db).unwrap();
         assert_eq!((recovered.queued_records, recovered.queued_items), (1, 4));
     }
