@@ -14,7 +14,7 @@
 //!
 //!   CALIBRATION_DATA=/work/cache cargo bench --bench calibration
 //!   CALIBRATION_CORPORA=hwu64,sgd (default)  CALIBRATION_SEEDS=3  CALIBRATION_WEIGHTS=3
-//!   CALIBRATION_MIN_CLUSTER_SIZE=10 CALIBRATION_MIN_SAMPLES=5 (default: the shipped settings)
+//!   CALIBRATION_MIN_CLUSTER_SIZE=10 CALIBRATION_MIN_SAMPLES=5 (default: the shipped, sample-scaled settings)
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -265,7 +265,9 @@ fn main() {
         .collect();
     let mut clustering = ClusterConfig::default();
     if let Algorithm::Hdbscan(h) = &mut clustering.algorithm {
-        h.min_cluster_size = env("CALIBRATION_MIN_CLUSTER_SIZE", h.min_cluster_size);
+        if let Ok(v) = std::env::var("CALIBRATION_MIN_CLUSTER_SIZE") {
+            h.min_cluster_size = v.parse().ok();
+        }
         if let Ok(v) = std::env::var("CALIBRATION_MIN_SAMPLES") {
             h.min_samples = v.parse().ok();
         }

@@ -211,7 +211,7 @@ async fn task_map(embedder: &Embedder, texts: &[String], intents: &[i32]) -> (f6
     let flat: Vec<f32> = vectors.concat();
     let config = ClusterConfig {
         algorithm: Algorithm::Hdbscan(HdbscanConfig {
-            min_cluster_size: 3,
+            min_cluster_size: Some(3),
             ..HdbscanConfig::default()
         }),
         ..ClusterConfig::default()

@@ -108,7 +108,7 @@ async fn main() {
     }
 
     println!(
-        "\n{:<7} {:<26} {:>6} {:>6} {:>6} {:>6} {:>7} {:>6} {:>9} {:>10} {:>9} {:>7}",
+        "\n{:<7} {:<26} {:>6} {:>6} {:>6} {:>6} {:>13} {:>6} {:>9} {:>10} {:>9} {:>7}",
         "corpus",
         "method",
         "ARI",
@@ -129,14 +129,17 @@ async fn main() {
         ] {
             match r {
                 Some(r) => println!(
-                    "{:<7} {:<26} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>7.1} {:>6} {:>8.1}% {:>10} {:>9} {:>7.1}",
+                    "{:<7} {:<26} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>13} {:>6} {:>8.1}% {:>10} {:>9} {:>7.1}",
                     name,
                     method,
                     r.ari_all,
                     r.nmi_all,
                     r.ari_clustered,
                     r.nmi_clustered,
-                    r.noise * 100.0,
+                    match r.noise_before {
+                        Some(before) => format!("{:.1}→{:.1}", before * 100.0, r.noise * 100.0),
+                        None => format!("{:.1}", r.noise * 100.0),
+                    },
                     r.topics,
                     r.held_out_accuracy * 100.0,
                     percent(r.unseen_no_match),
@@ -149,6 +152,7 @@ async fn main() {
     }
     println!(
         "\nARI/NMI: all sample traces, noise as its own label; ARIcl/NMIcl: traces placed in a topic.\n\
+         noise%: the engine's before → after outlier reassignment (ARI/NMI are after).\n\
          held-out: seen-intent held-out traces whose topic's majority intent is theirs (no_match counts as wrong).\n\
          unseen→nm: traces of held-out intents classified no_match; seen→nm: seen held-out traces classified no_match."
     );
@@ -329,7 +333,10 @@ struct Row {
     nmi_all: f64,
     ari_clustered: f64,
     nmi_clustered: f64,
+    /// Noise share of the map (after outlier reassignment, for the engine).
     noise: f64,
+    /// The engine's noise share before outlier reassignment.
+    noise_before: Option<f64>,
     topics: usize,
     held_out_accuracy: f64,
     unseen_no_match: Option<f64>,
@@ -396,8 +403,8 @@ fn run_engine(texts: &[String], vectors: &[Vec<f32>], split: &Split) -> Row {
     let mut clustering = ClusterConfig::default();
     clustering.layout_2d = false;
     let config = TopicsConfig::default();
-    let (topics, labels, noise) =
-        cluster_sample(&sample, &clustering, &config, &|_, _| {}).expect("map builds");
+    let clustered = cluster_sample(&sample, &clustering, &config, &|_, _| {}).expect("map builds");
+    let (topics, labels) = (clustered.topics, clustered.labels);
     let seconds = started.elapsed().as_secs_f64();
     let truth: Vec<i32> = split.sample.iter().map(|&i| split.truth[i]).collect();
     let (ari_all, nmi_all, ari_clustered, nmi_clustered, _) = partition_scores(&truth, &labels);
@@ -410,8 +417,9 @@ fn run_engine(texts: &[String], vectors: &[Vec<f32>], split: &Split) -> Row {
         dim,
         params: clustering,
         sample: split.sample.len(),
-        noise_share: noise,
-        distance_threshold: config.distance_threshold,
+        noise_share: clustered.noise_share,
+        noise_before_reassignment: Some(clustered.noise_before),
+        distance_threshold: clustered.distance_threshold,
         topics: topics.clone(),
         changes: None,
     };
@@ -442,7 +450,8 @@ fn run_engine(texts: &[String], vectors: &[Vec<f32>], split: &Split) -> Row {
         nmi_all,
         ari_clustered,
         nmi_clustered,
-        noise: f64::from(noise),
+        noise: f64::from(clustered.noise_share),
+        noise_before: Some(f64::from(clustered.noise_before)),
         topics: topics.len(),
         held_out_accuracy: correct as f64 / split.seen_held_out.len().max(1) as f64,
         unseen_no_match: Some(unseen_nm as f64 / split.unseen.len().max(1) as f64),
@@ -540,6 +549,7 @@ fn run_reference(
         ari_clustered,
         nmi_clustered,
         noise,
+        noise_before: None,
         topics,
         held_out_accuracy: correct as f64 / split.seen_held_out.len().max(1) as f64,
         unseen_no_match: None,
