@@ -299,19 +299,30 @@ fn describe(span: &Span) -> String {
             })
     };
     let mut out = format!("   span {} `{}`\n", hex::encode(&span.span_id), span.name);
+    // `tracetopics.facet.<f>` is the summary; `tracetopics.facet.<f>.label` a labelled facet's label.
     let mut facets: Vec<&str> = span
         .attributes
         .iter()
         .filter_map(|a| a.key.strip_prefix("tracetopics.facet."))
+        .filter(|facet| !facet.contains('.'))
         .collect();
     facets.sort();
     for facet in facets {
         let summary = get(&format!("tracetopics.facet.{facet}")).unwrap_or_default();
-        let label = get(&format!("tracetopics.topic.{facet}.label")).unwrap_or("-".into());
-        let id = get(&format!("tracetopics.topic.{facet}.id")).unwrap_or("-".into());
-        let distance = get(&format!("tracetopics.topic.{facet}.distance")).unwrap_or("-".into());
+        let label = get(&format!("tracetopics.facet.{facet}.label"))
+            .map(|l| format!(" [label {l}]"))
+            .unwrap_or_default();
+        let topic = match get(&format!("tracetopics.topic.{facet}.label")) {
+            Some(name) => {
+                let id = get(&format!("tracetopics.topic.{facet}.id")).unwrap_or("-".into());
+                let distance =
+                    get(&format!("tracetopics.topic.{facet}.distance")).unwrap_or("-".into());
+                format!("topic {id} `{name}` (distance {distance})")
+            }
+            None => "not classified (no map yet, or nothing to classify)".into(),
+        };
         out.push_str(&format!(
-            "     {facet:<10} {:<60} → topic {id} `{label}` (distance {distance})\n",
+            "     {facet:<10} {:<60} → {topic}{label}\n",
             crate::topics::adhoc::truncate(&summary, 60)
         ));
     }
