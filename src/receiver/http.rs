@@ -73,7 +73,7 @@ async fn export(
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
         other => {
-            state.ingest.failed_request("http");
+            state.ingest.failed_request("http", "unsupported");
             let message = format!(
                 "unsupported content type `{other}`; use application/x-protobuf or application/json"
             );
@@ -83,7 +83,12 @@ async fn export(
     let body = match read_body(&headers, body, state.max_body).await {
         Ok(body) => body,
         Err((code, message)) => {
-            state.ingest.failed_request("http");
+            let reason = match code {
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported",
+                _ => "undecodable",
+            };
+            state.ingest.failed_request("http", reason);
             return error(encoding, code, &message);
         }
     };
@@ -106,7 +111,7 @@ async fn export(
     let split = match split {
         Ok(split) => split,
         Err(message) => {
-            state.ingest.failed_request("http");
+            state.ingest.failed_request("http", "undecodable");
             return error(encoding, StatusCode::BAD_REQUEST, &message);
         }
     };
