@@ -94,23 +94,6 @@ async fn bind(
         })
 }
 
-/// The OTLP/HTTP receiver on a plain or a TLS listener, until `stop`.
-async fn serve_http<L>(
-    listener: L,
-    router: axum::Router,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "OTLP/HTTP receiver failed");
-    }
-}
-
 async fn until_true(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
 }
@@ -317,14 +300,28 @@ impl Sidecar {
         if let Some((listener, http)) = http_listener {
             let addr = listener.local_addr().expect("bound socket has an address");
             http_addr = Some(addr);
-            let router =
-                receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
+            let enabled =
+                |d: crate::config::types::HumanDuration| Some(d.get()).filter(|d| !d.is_zero());
+            let router = receiver::http::router(
+                ingest.clone(),
+                http.max_request_body_size as usize,
+                enabled(http.read_timeout),
+            );
+            let limits = receiver::server::ConnectionLimits {
+                read_header_timeout: enabled(http.read_header_timeout),
+                max_connections: http.max_connections as usize,
+            };
             let stop = until_true(stop_rx.clone());
+            let metrics = metrics.clone();
             receivers.push(match http_tls {
-                None => tokio::spawn(serve_http(listener, router, stop)),
-                Some(tls) => tokio::spawn(serve_http(
+                None => tokio::spawn(receiver::server::serve(
+                    listener, router, limits, metrics, stop,
+                )),
+                Some(tls) => tokio::spawn(receiver::server::serve(
                     receiver::tls::TlsListener::new(listener, addr, tls),
                     router,
+                    limits,
+                    metrics,
                     stop,
                 )),
             });

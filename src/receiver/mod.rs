@@ -5,6 +5,7 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod server;
 pub mod tls;
 
 use crate::core::Signal;

@@ -64,6 +64,7 @@ pub struct Metrics {
     pub receiver_refused_spans: Family<TransportLabel, Counter>,
     pub receiver_rejected_spans: Family<TransportLabel, Counter>,
     pub receiver_failed_requests: Family<TransportReasonLabel, Counter>,
+    pub receiver_closed_connections: Family<TransportReasonLabel, Counter>,
     pub receiver_accepted_log_records: Family<TransportLabel, Counter>,
     pub receiver_refused_log_records: Family<TransportLabel, Counter>,
     pub receiver_rejected_log_records: Family<TransportLabel, Counter>,
@@ -118,6 +119,7 @@ impl Metrics {
             receiver_refused_spans: Family::default(),
             receiver_rejected_spans: Family::default(),
             receiver_failed_requests: Family::default(),
+            receiver_closed_connections: Family::default(),
             receiver_accepted_log_records: Family::default(),
             receiver_refused_log_records: Family::default(),
             receiver_rejected_log_records: Family::default(),
@@ -179,6 +181,11 @@ impl Metrics {
             "tracetopics_receiver_failed_requests",
             "Requests refused before their data was read: too_large, undecodable, unsupported",
             m.receiver_failed_requests.clone(),
+        );
+        r.register(
+            "tracetopics_receiver_closed_connections",
+            "Connections the receiver closed or turned away: read_header_timeout, read_timeout, max_connections",
+            m.receiver_closed_connections.clone(),
         );
         r.register(
             "tracetopics_receiver_accepted_log_records",
