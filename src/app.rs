@@ -94,23 +94,6 @@ async fn bind(
         })
 }
 
-/// The OTLP/HTTP receiver on a plain or a TLS listener, until `stop`.
-async fn serve_http<L>(
-    listener: L,
-    router: axum::Router,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "OTLP/HTTP receiver failed");
-    }
-}
-
 async fn until_true(mut flag: watch::Receiver<bool>) {
     let _ = flag.wait_for(|stop| *stop).await;
 }
@@ -317,14 +300,28 @@ impl Sidecar {
         if let Some((listener, http)) = http_listener {
             let addr = listener.local_addr().expect("bound socket has an address");
             http_addr = Some(addr);
-            let router =
-                receiver::http::router(ingest.clone(), http.max_request_body_size as usize);
+            let enabled =
+                |d: crate::config::types::HumanDuration| Some(d.get()).filter(|d| !d.is_zero());
+            let router = receiver::http::router(
+                ingest.clone(),
+                http.max_request_body_size as usize,
+                enabled(http.read_timeout),
+            );
+            let limits = receiver::server::ConnectionLimits {
+                read_header_timeout: enabled(http.read_header_timeout),
+                max_connections: http.max_connections as usize,
+            };
             let stop = until_true(stop_rx.clone());
+            let metrics = metrics.clone();
             receivers.push(match http_tls {
-                None => tokio::spawn(serve_http(listener, router, stop)),
-                Some(tls) => tokio::spawn(serve_http(
+                None => tokio::spawn(receiver::server::serve(
+                    listener, router, limits, metrics, stop,
+                )),
+                Some(tls) => tokio::spawn(receiver::server::serve(
                     receiver::tls::TlsListener::new(listener, addr, tls),
                     router,
+                    limits,
+                    metrics,
                     stop,
                 )),
             });
@@ -388,17 +385,23 @@ impl RunningSidecar {
         self.topics.as_ref()
     }
 
-    /// Stops accepting, releases every buffered trace, drains the queue until the deadline, and
-    /// closes the store. Spans not delivered stay in the redb file.
+    /// Stops accepting, releases every buffered trace, drains the queue and closes the store,
+    /// all within `service.shutdown_timeout`: a step still busy at the deadline is abandoned
+    /// (threads are left to the process exit). Spans not delivered stay in the redb file.
     pub async fn shutdown(self) -> ShutdownReport {
         tracing::info!("shutting down: receivers stop accepting, buffered traces are released");
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        let mut on_time = true;
         self.healthy.store(false, Ordering::Relaxed);
         if let Some(topics) = &self.topics {
-            topics.shutdown().await;
+            on_time &= tokio::time::timeout(left(), topics.shutdown())
+                .await
+                .is_ok();
         }
         let _ = self.stop_receivers.send(true);
         for mut task in self.receivers {
-            if tokio::time::timeout(RECEIVER_STOP_TIMEOUT, &mut task)
+            if tokio::time::timeout(RECEIVER_STOP_TIMEOUT.min(left()), &mut task)
                 .await
                 .is_err()
             {
@@ -409,38 +412,47 @@ impl RunningSidecar {
                 let _ = task.await;
             }
         }
-        self.engine.release_all().await;
-        let drained = self.exporter.drain(self.shutdown_timeout).await;
+        // Buffered traces are already durable: if the engine is stuck (a hook or plugin that
+        // does not return), they are released on the next start.
+        on_time &= tokio::time::timeout(left(), self.engine.release_all())
+            .await
+            .is_ok();
+        let drained = self.exporter.drain(left()).await;
         // Stop is explicit, so the thread ends even if a handle is still held somewhere.
-        self.engine.stop().await;
+        on_time &= tokio::time::timeout(left(), self.engine.stop())
+            .await
+            .is_ok();
+        // Joined on a plain thread: a blocking task still running would hold the runtime's drop.
         let (engine_thread, stage_threads) = (self.engine_thread, self.stage_threads);
-        let joined = tokio::task::spawn_blocking(move || {
+        let (joined, threads_done) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
             let _ = engine_thread.join();
             for thread in stage_threads {
                 let _ = thread.join();
             }
+            let _ = joined.send(());
         });
-        if tokio::time::timeout(Duration::from_secs(10), joined)
-            .await
-            .is_err()
-        {
-            tracing::warn!("engine and stages did not stop within 10s");
-        }
+        on_time &= tokio::time::timeout(left(), threads_done).await.is_ok();
         if let Some(mut task) = self.facet_task {
-            if tokio::time::timeout(Duration::from_secs(10), &mut task)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "facet stage still busy after 10s; unfinished traces are not faceted"
-                );
+            if tokio::time::timeout(left(), &mut task).await.is_err() {
+                on_time = false;
                 task.abort();
             }
         }
         let spans_left = self.metrics.exporter_queue_size.get();
         let _ = self.stop_telemetry.send(true);
-        for task in self.telemetry {
-            let _ = task.await;
+        for mut task in self.telemetry {
+            // A scrape in progress may finish; the deadline is not extended for it.
+            if tokio::time::timeout(left(), &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        if !on_time {
+            tracing::warn!(
+                timeout = ?self.shutdown_timeout,
+                "service.shutdown_timeout reached: stages still busy were abandoned; their traces \
+                 are durable and handled on the next start"
+            );
         }
         if drained {
             tracing::info!("shutdown complete: queue drained");

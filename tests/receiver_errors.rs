@@ -187,14 +187,22 @@ async fn oversize_and_malformed_requests_get_the_otlp_codes() {
         "1 + both members of the two-member body"
     );
 
+    // Every refused request is counted once, by transport and reason — gRPC's oversize ones
+    // too, though tonic refuses them before the handler runs.
     let text = metrics_text(sidecar.addresses.metrics).await;
-    assert!(
+    let failed = |transport: &str, reason: &str| {
         metric(
             &text,
-            "tracetopics_receiver_failed_requests_total{transport=\"http\"}"
-        ) >= 6.0,
-        "{text}"
-    );
+            &format!(
+                "tracetopics_receiver_failed_requests_total{{transport=\"{transport}\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    assert_eq!(failed("grpc", "too_large"), 2.0, "{text}");
+    assert_eq!(failed("grpc", "undecodable"), 1.0, "{text}");
+    assert_eq!(failed("http", "too_large"), 2.0, "{text}");
+    assert_eq!(failed("http", "unsupported"), 1.0, "{text}");
+    assert!(failed("http", "undecodable") >= 5.0, "{text}");
     sidecar.shutdown().await;
 }
 

@@ -325,6 +325,12 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            if http.max_connections == 0 {
+                problems.push(problem(
+                    "receivers.otlp.protocols.http.max_connections",
+                    "must be at least 1",
+                ));
+            }
         }
         let mut listeners = Vec::new();
         if let Some(grpc) = &protocols.grpc {

@@ -35,6 +35,11 @@ fn the_example_config_parses_and_matches_the_defaults() {
             .address(),
         "localhost:4318"
     );
+    let http = config.receivers.otlp.protocols.http.as_ref().unwrap();
+    let http_defaults = crate::receiver::config::HttpReceiverConfig::default();
+    assert_eq!(http.read_header_timeout, http_defaults.read_header_timeout);
+    assert_eq!(http.read_timeout, http_defaults.read_timeout);
+    assert_eq!(http.max_connections, http_defaults.max_connections);
     assert_eq!(config.assembler.idle_wait.get(), Duration::from_secs(30));
     assert_eq!(config.assembler.max_traces, defaults.assembler.max_traces);
     assert_eq!(
@@ -293,4 +298,32 @@ fn topics_settings_are_checked_with_their_paths() {
     assert_eq!(config.topics.min_traces, 5);
     assert_eq!(config.topics.history, 10);
     assert_eq!(config.topics.admin.endpoint.address(), "127.0.0.1:13134");
+}
+
+#[test]
+fn http_receiver_limits_are_checked() {
+    let found = paths(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        max_connections: 0\n        read_timeout: soon\n        read_header_timeot: 1s\n",
+    );
+    for expected in [
+        "receivers.otlp.protocols.http.read_timeout",
+        "receivers.otlp.protocols.http.read_header_timeot",
+    ] {
+        assert!(
+            found.iter().any(|p| p == expected),
+            "missing {expected} in {found:?}"
+        );
+    }
+    let found =
+        paths("receivers:\n  otlp:\n    protocols:\n      http:\n        max_connections: 0\n");
+    assert_eq!(found, ["receivers.otlp.protocols.http.max_connections"]);
+    // `0` turns a timeout off.
+    let config = Config::parse(
+        "receivers:\n  otlp:\n    protocols:\n      http:\n        read_timeout: 0\n        read_header_timeout: 5s\n",
+        no_env,
+    )
+    .unwrap();
+    let http = config.receivers.otlp.protocols.http.unwrap();
+    assert!(http.read_timeout.get().is_zero());
+    assert_eq!(http.read_header_timeout.get(), Duration::from_secs(5));
 }

@@ -1,5 +1,5 @@
 use crate::config::tls::ServerTlsConfig;
-use crate::config::types::Endpoint;
+use crate::config::types::{Endpoint, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 /// `receivers:` — where spans come in.
@@ -92,6 +92,20 @@ pub struct HttpReceiverConfig {
     /// bodies get HTTP 413. Default 20 MiB (the Collector's default).
     #[serde(default = "default_http_max_body")]
     pub max_request_body_size: u64,
+    /// A client must send a request's whole header within this long, or its connection is
+    /// closed. It is also how long an idle keep-alive connection stays open. Default 30s; `0`
+    /// turns it off (as the Collector's `read_header_timeout`).
+    #[serde(default = "default_read_header_timeout")]
+    pub read_header_timeout: HumanDuration,
+    /// A request's whole body must arrive within this long after its header; a slower client
+    /// gets HTTP 408 and its connection is closed (it keeps the data and may retry). Default
+    /// 60s; `0` turns it off.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Most connections open at once; one more is closed as soon as it is accepted (clients
+    /// retry). Default 1024.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
     /// Serve HTTPS: `cert_file` and `key_file` (PEM). Default: plaintext.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
@@ -102,6 +116,9 @@ impl Default for HttpReceiverConfig {
         Self {
             endpoint: default_http_endpoint(),
             max_request_body_size: default_http_max_body(),
+            read_header_timeout: default_read_header_timeout(),
+            read_timeout: default_read_timeout(),
+            max_connections: default_max_connections(),
             tls: None,
         }
     }
@@ -118,6 +135,15 @@ fn default_grpc_max_mib() -> u64 {
 }
 fn default_http_max_body() -> u64 {
     20 * 1024 * 1024
+}
+fn default_read_header_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_max_connections() -> u32 {
+    1024
 }
 fn yes() -> bool {
     true

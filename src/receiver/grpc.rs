@@ -19,6 +19,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tonic::codec::{
@@ -118,14 +119,46 @@ where
             let mut grpc = tonic::server::Grpc::new(PassThroughCodec)
                 .apply_compression_config(this.compression, this.compression)
                 .apply_max_message_size_config(Some(this.max_bytes), Some(4 * 1024 * 1024));
-            Ok(grpc
-                .unary(ExportMethod(this.ingest.clone(), this.signal), request)
-                .await)
+            let reached_handler = Arc::new(AtomicBool::new(false));
+            let method = ExportMethod {
+                ingest: this.ingest.clone(),
+                signal: this.signal,
+                reached_handler: reached_handler.clone(),
+            };
+            let response = grpc.unary(method, request).await;
+            // tonic refuses a message over the size limit (or one it cannot unframe) before the
+            // handler runs; the handler counts its own failures.
+            if !reached_handler.load(Ordering::Relaxed) {
+                if let Some(reason) = framing_failure(&response) {
+                    this.ingest.failed_request("grpc", reason);
+                }
+            }
+            Ok(response)
         })
     }
 }
 
-struct ExportMethod(Arc<Ingest>, Signal);
+struct ExportMethod {
+    ingest: Arc<Ingest>,
+    signal: Signal,
+    /// Set once tonic has read the whole message and handed it over.
+    reached_handler: Arc<AtomicBool>,
+}
+
+/// Why tonic refused a request before the handler saw it, read from its status: over the size
+/// limit (OUT_OF_RANGE uncompressed, RESOURCE_EXHAUSTED after decompression) or unreadable.
+fn framing_failure(response: &http::Response<tonic::body::Body>) -> Option<&'static str> {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())?;
+    match Code::from_i32(code) {
+        Code::Ok => None,
+        Code::OutOfRange | Code::ResourceExhausted => Some("too_large"),
+        Code::Unimplemented => Some("unsupported"),
+        _ => Some("undecodable"),
+    }
+}
 
 impl tonic::server::UnaryService<Bytes> for ExportMethod {
     /// The encoded `Export*ServiceResponse`.
@@ -133,14 +166,15 @@ impl tonic::server::UnaryService<Bytes> for ExportMethod {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Self::Response>, Status>> + Send>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        let (ingest, signal) = (self.0.clone(), self.1);
+        self.reached_handler.store(true, Ordering::Relaxed);
+        let (ingest, signal) = (self.ingest.clone(), self.signal);
         Box::pin(async move {
             let split = match signal {
                 Signal::Traces => split_encoded(request.get_ref()),
                 Signal::Logs => split_encoded_logs(request.get_ref()),
             }
             .map_err(|e| {
-                ingest.failed_request("grpc");
+                ingest.failed_request("grpc", "undecodable");
                 Status::invalid_argument(format!("undecodable export request: {e}"))
             })?;
             let rejected = split.rejected_spans;

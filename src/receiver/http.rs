@@ -15,11 +15,14 @@ use axum::routing::post;
 use http_body_util::BodyExt;
 use prost::Message;
 use std::io::Read;
+use std::time::Duration;
 
 #[derive(Clone)]
 struct HttpState {
     ingest: Ingest,
     max_body: usize,
+    /// How long the whole body may take to arrive; `None`: no limit.
+    read_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -37,7 +40,8 @@ impl Encoding {
     }
 }
 
-pub fn router(ingest: Ingest, max_body: usize) -> Router {
+/// `read_timeout`: how long a request's body may take to arrive (`None`: no limit).
+pub fn router(ingest: Ingest, max_body: usize, read_timeout: Option<Duration>) -> Router {
     Router::new()
         .route(
             "/v1/traces",
@@ -49,7 +53,11 @@ pub fn router(ingest: Ingest, max_body: usize) -> Router {
         )
         // The limit is enforced below, after decompression, with OTLP's status codes.
         .layer(DefaultBodyLimit::disable())
-        .with_state(HttpState { ingest, max_body })
+        .with_state(HttpState {
+            ingest,
+            max_body,
+            read_timeout,
+        })
 }
 
 async fn export(
@@ -73,17 +81,30 @@ async fn export(
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
         other => {
-            state.ingest.failed_request("http");
+            state.ingest.failed_request("http", "unsupported");
             let message = format!(
                 "unsupported content type `{other}`; use application/x-protobuf or application/json"
             );
             return error(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, &message);
         }
     };
-    let body = match read_body(&headers, body, state.max_body).await {
+    let reading = read_body(&headers, body, state.max_body);
+    let read = match state.read_timeout {
+        Some(limit) => match tokio::time::timeout(limit, reading).await {
+            Ok(read) => read,
+            Err(_) => return body_read_timed_out(&state, encoding, limit),
+        },
+        None => reading.await,
+    };
+    let body = match read {
         Ok(body) => body,
         Err((code, message)) => {
-            state.ingest.failed_request("http");
+            let reason = match code {
+                StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported",
+                _ => "undecodable",
+            };
+            state.ingest.failed_request("http", reason);
             return error(encoding, code, &message);
         }
     };
@@ -106,7 +127,7 @@ async fn export(
     let split = match split {
         Ok(split) => split,
         Err(message) => {
-            state.ingest.failed_request("http");
+            state.ingest.failed_request("http", "undecodable");
             return error(encoding, StatusCode::BAD_REQUEST, &message);
         }
     };
@@ -151,6 +172,26 @@ async fn export(
             response
         }
     }
+}
+
+/// 408 with `Connection: close`: the rest of the body is never read, so the connection cannot
+/// carry another request. The client still holds the data and may retry.
+fn body_read_timed_out(state: &HttpState, encoding: Encoding, limit: Duration) -> Response {
+    state
+        .ingest
+        .metrics
+        .receiver_closed_connections
+        .get_or_create(&crate::telemetry::metrics::TransportReasonLabel {
+            transport: "http",
+            reason: "read_timeout",
+        })
+        .inc();
+    let message = format!("request body not received within {limit:?} (read_timeout)");
+    let mut response = error(encoding, StatusCode::REQUEST_TIMEOUT, &message);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// The body, gunzipped if needed, refused with 413 once it exceeds `limit` bytes.

@@ -5,12 +5,13 @@
 pub mod config;
 pub mod grpc;
 pub mod http;
+pub mod server;
 pub mod tls;
 
 use crate::core::Signal;
 use crate::otlp::split::SplitRequest;
 use crate::pipeline::{EngineHandle, Refusal};
-use crate::telemetry::metrics::{Metrics, TransportLabel};
+use crate::telemetry::metrics::{Metrics, TransportLabel, TransportReasonLabel};
 use std::sync::Arc;
 
 pub use config::ReceiversConfig;
@@ -65,10 +66,12 @@ impl Ingest {
         }
     }
 
-    pub fn failed_request(&self, transport: &'static str) {
+    /// Counts a request refused before its data reached the engine. `reason`: `too_large`,
+    /// `undecodable` or `unsupported` (content type or encoding).
+    pub fn failed_request(&self, transport: &'static str, reason: &'static str) {
         self.metrics
             .receiver_failed_requests
-            .get_or_create(&TransportLabel { transport })
+            .get_or_create(&TransportReasonLabel { transport, reason })
             .inc();
     }
 }

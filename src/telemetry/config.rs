@@ -79,9 +79,9 @@ impl Default for HealthCheckConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// On SIGTERM/SIGINT: receivers stop, buffered traces are released, and the queue drains
-    /// for at most this long; what is left stays in the redb file for the next start.
-    /// Default `10s`.
+    /// On SIGTERM/SIGINT the whole shutdown fits in this long: receivers stop, buffered traces
+    /// are released, the queue drains; a stage still busy at the deadline (a looping plugin) is
+    /// abandoned, and what is left stays in the redb file for the next start. Default `10s`.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
 }

@@ -13,6 +13,13 @@ pub struct TransportLabel {
     pub transport: &'static str,
 }
 
+/// A receiver's transport and why it turned a request or connection away.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportReasonLabel {
+    pub transport: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -56,7 +63,8 @@ pub struct Metrics {
     pub receiver_accepted_spans: Family<TransportLabel, Counter>,
     pub receiver_refused_spans: Family<TransportLabel, Counter>,
     pub receiver_rejected_spans: Family<TransportLabel, Counter>,
-    pub receiver_failed_requests: Family<TransportLabel, Counter>,
+    pub receiver_failed_requests: Family<TransportReasonLabel, Counter>,
+    pub receiver_closed_connections: Family<TransportReasonLabel, Counter>,
     pub receiver_accepted_log_records: Family<TransportLabel, Counter>,
     pub receiver_refused_log_records: Family<TransportLabel, Counter>,
     pub receiver_rejected_log_records: Family<TransportLabel, Counter>,
@@ -111,6 +119,7 @@ impl Metrics {
             receiver_refused_spans: Family::default(),
             receiver_rejected_spans: Family::default(),
             receiver_failed_requests: Family::default(),
+            receiver_closed_connections: Family::default(),
             receiver_accepted_log_records: Family::default(),
             receiver_refused_log_records: Family::default(),
             receiver_rejected_log_records: Family::default(),
@@ -170,8 +179,13 @@ impl Metrics {
         );
         r.register(
             "tracetopics_receiver_failed_requests",
-            "Requests that could not be decoded or were too large",
+            "Requests refused before their data was read: too_large, undecodable, unsupported",
             m.receiver_failed_requests.clone(),
+        );
+        r.register(
+            "tracetopics_receiver_closed_connections",
+            "Connections the receiver closed or turned away: read_header_timeout, read_timeout, max_connections",
+            m.receiver_closed_connections.clone(),
         );
         r.register(
             "tracetopics_receiver_accepted_log_records",
