@@ -40,6 +40,10 @@ pub const NAMING_RETRY: Duration = Duration::from_secs(900);
 pub enum Phase {
     #[default]
     WaitingForFacets,
+    /// A labelled facet without a map: its labels are its topics (counted, on spans, shown by
+    /// `topics show`); a map of its reasons is built, as in `waiting_for_facets`, once enough
+    /// distinct reasons are stored.
+    Labelled,
     RecomputingTopicMaps,
     Backfill,
     Idle,
@@ -63,6 +67,19 @@ pub struct FacetState {
     /// the window holds this many (twice `map_records`, at most the sample size), before
     /// `due_ms` if that comes first. `None` once a map had a full sample.
     pub rebuild_at_records: Option<usize>,
+}
+
+/// A facet's state before its first map: a labelled facet starts `labelled` (its labels already
+/// classify), any other `waiting_for_facets`.
+pub fn initial_state(labelled: bool) -> FacetState {
+    FacetState {
+        phase: if labelled {
+            Phase::Labelled
+        } else {
+            Phase::WaitingForFacets
+        },
+        ..FacetState::default()
+    }
 }
 
 /// When a map built from `records` summaries should be rebuilt for growth: once they doubled,
@@ -116,6 +133,8 @@ pub struct Automation {
     pub(super) db: Arc<Database>,
     config: TopicsConfig,
     facets: Vec<String>,
+    /// The facets whose answer is a label.
+    labelled: HashSet<String>,
     embedding_model: String,
     namer: Namer,
     published: PublishedMaps,
@@ -135,6 +154,10 @@ impl Automation {
             db,
             config: config.topics.clone(),
             facets: configured_facets(config),
+            labelled: super::labels::labelled_specs(config)
+                .into_iter()
+                .map(|s| s.name)
+                .collect(),
             embedding_model: crate::embed::Embedder::new(&config.models.embeddings)?.model_id(),
             namer: Namer::new(&config.models.naming)?.with_metrics(&metrics.model),
             published,
@@ -187,7 +210,7 @@ impl Automation {
         topic_store::state(&self.db, facet)
             .ok()
             .flatten()
-            .unwrap_or_default()
+            .unwrap_or_else(|| initial_state(self.labelled.contains(facet)))
     }
 
     pub(super) fn save(&self, facet: &str, state: &FacetState) {
@@ -218,7 +241,7 @@ impl Automation {
         loop {
             let now = now_ms();
             let next = match state.phase {
-                Phase::WaitingForFacets => (force
+                Phase::WaitingForFacets | Phase::Labelled => (force
                     || (now >= state.due_ms && self.ready(facet).await))
                     .then_some(Phase::RecomputingTopicMaps),
                 // Also where a crash mid-generation resumes.
@@ -345,6 +368,13 @@ impl Automation {
                     Err(e) => Err(format!("storing the map failed: {e}")),
                 }
             }
+            Ok(Err(RegenerateError::TooFewFacets { found, needed, .. }))
+                if self.labelled.contains(facet) =>
+            {
+                Err(format!(
+                    "not yet: {found} distinct reasons (the text after the label) in the window; at least {needed} needed for a map of reasons"
+                ))
+            }
             Ok(Err(e @ RegenerateError::TooFewFacets { .. })) => Err(format!("not yet: {e}")),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e),
@@ -396,7 +426,7 @@ impl Automation {
                 state.phase = if state.map_version.is_some() {
                     Phase::Idle
                 } else {
-                    Phase::WaitingForFacets
+                    initial_state(self.labelled.contains(facet)).phase
                 };
                 state.due_ms = now + retry;
                 state.last_error = Some(message.clone());

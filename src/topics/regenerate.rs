@@ -106,14 +106,12 @@ pub fn load_sample(
         filter.since_ms,
         |trace| sample_rank(trace, seed),
         |r| {
-            if r.excluded {
+            // A labelled answer without a reason carries no vector: its label is its topic.
+            if r.excluded || r.embedding.is_empty() {
                 return;
             }
             in_window += 1;
-            if r.embedding.is_empty()
-                || r.embedding_model != filter.embedding_model
-                || !filter.accepts(&r)
-            {
+            if r.embedding_model != filter.embedding_model || !filter.accepts(&r) {
                 return;
             }
             available += 1;
