@@ -512,6 +512,17 @@ mod tests {
             assert_eq!(sentiment.accept(given).as_deref(), expected, "{given}");
         }
         assert_eq!(sentiment.label_of("NEGATIVE: late"), Some("NEGATIVE"));
+        // A map clusters the reason only; a bare label leaves nothing to cluster.
+        assert_eq!(
+            sentiment.clustered_text("NEGATIVE: late").as_deref(),
+            Some("late")
+        );
+        assert_eq!(sentiment.clustered_text("NEGATIVE"), None);
+        let task = builtin("task").unwrap();
+        assert_eq!(
+            task.clustered_text("Get a refund").as_deref(),
+            Some("Get a refund")
+        );
         let prompt = user_prompt("[user] hi", &[&sentiment], &[], &[]);
         assert!(prompt.contains("never the word LABEL"), "{prompt}");
         let split =
