@@ -134,7 +134,7 @@ pub struct Automation {
     config: TopicsConfig,
     facets: Vec<String>,
     /// The facets whose answer is a label.
-    labelled: HashSet<String>,
+    labelled: Vec<crate::facet::FacetSpec>,
     embedding_model: String,
     namer: Namer,
     published: PublishedMaps,
@@ -154,10 +154,7 @@ impl Automation {
             db,
             config: config.topics.clone(),
             facets: configured_facets(config),
-            labelled: super::labels::labelled_specs(config)
-                .into_iter()
-                .map(|s| s.name)
-                .collect(),
+            labelled: super::labels::labelled_specs(config),
             embedding_model: crate::embed::Embedder::new(&config.models.embeddings)?.model_id(),
             namer: Namer::new(&config.models.naming)?.with_metrics(&metrics.model),
             published,
@@ -205,12 +202,16 @@ impl Automation {
         }
     }
 
+    fn is_labelled(&self, facet: &str) -> bool {
+        self.labelled.iter().any(|s| s.name == facet)
+    }
+
     /// The persisted state of `facet` (the initial state if none was stored).
     pub fn state(&self, facet: &str) -> FacetState {
         topic_store::state(&self.db, facet)
             .ok()
             .flatten()
-            .unwrap_or_else(|| initial_state(self.labelled.contains(facet)))
+            .unwrap_or_else(|| initial_state(self.is_labelled(facet)))
     }
 
     pub(super) fn save(&self, facet: &str, state: &FacetState) {
@@ -332,11 +333,21 @@ impl Automation {
             self.config.clone(),
             self.embedding_model.clone(),
         );
+        let labelled = self.labelled.iter().find(|s| s.name == facet).cloned();
         tracing::info!(facet, "building topic map");
         let result = on_thread("topic-map", move || {
             let since = now.saturating_sub(ms(config.window.get()));
             let records = topic_store::count_records(&db, &name, since).ok();
-            regenerate(&db, &name, &config, &model, now, &|_, _| {}).map(|r| (r, records))
+            regenerate(
+                &db,
+                &name,
+                &config,
+                &model,
+                labelled.as_ref(),
+                now,
+                &|_, _| {},
+            )
+            .map(|r| (r, records))
         })
         .await;
         let mut records_at_build = None;
@@ -369,7 +380,7 @@ impl Automation {
                 }
             }
             Ok(Err(RegenerateError::TooFewFacets { found, needed, .. }))
-                if self.labelled.contains(facet) =>
+                if self.is_labelled(facet) =>
             {
                 Err(format!(
                     "not yet: {found} distinct reasons (the text after the label) in the window; at least {needed} needed for a map of reasons"
@@ -426,7 +437,7 @@ impl Automation {
                 state.phase = if state.map_version.is_some() {
                     Phase::Idle
                 } else {
-                    initial_state(self.labelled.contains(facet)).phase
+                    initial_state(self.is_labelled(facet)).phase
                 };
                 state.due_ms = now + retry;
                 state.last_error = Some(message.clone());
