@@ -65,7 +65,18 @@ async fn traces_are_faceted_embedded_and_stored() {
     let requests = server.requests();
     assert_eq!(requests[0].0, "/v1/chat/completions");
     assert_eq!(requests[1].0, "/v1/embeddings");
-    assert_eq!(requests[1].2["input"].as_array().unwrap().len(), 2);
+    // A labelled facet's map clusters its reason only: the label is already its topic.
+    let mut inputs: Vec<&str> = requests[1].2["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    inputs.sort_unstable();
+    assert_eq!(
+        inputs,
+        vec!["Find out where a refund is", "The user waited two weeks."]
+    );
     assert_eq!(
         metric(&text, "tracetopics_facet_prompt_tokens_total"),
         321.0
@@ -327,4 +338,83 @@ fn varied_trace(trace: u32) -> Vec<opentelemetry_proto::tonic::trace::v1::Span> 
         ),
     );
     spans
+}
+
+/// A label with no reason is the facet's whole answer: counted and on the spans, stored without
+/// a vector (nothing for a map to cluster), and nothing of it is sent to the embedder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_without_a_reason_is_stored_and_put_on_spans_but_not_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let server = ModelServer::start(|_, body| {
+        if body.get("input").is_some() {
+            return embedding_reply(body, 16);
+        }
+        chat_reply(
+            r#"{"task": "Find out where a refund is", "sentiment": "LABEL: negative", "issues": "NONE"}"#,
+            10,
+        )
+    })
+    .await;
+    let mut config = config(dir.path(), sink.addr);
+    config.models.facets = remote(&server);
+    config.models.embeddings = remote(&server);
+    let storage = config.storage.clone();
+    let sidecar = Sidecar::start(config).await.unwrap();
+    let mut client = grpc_client(sidecar.addresses.grpc.unwrap()).await;
+    client
+        .export(request("shop", "s", genai_trace(7)))
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for_spans(1, WAIT).await, 1);
+    assert_eq!(server.wait_for_requests(2, WAIT).await, 2);
+    let done = async {
+        loop {
+            let text = metrics_text(sidecar.addresses.metrics).await;
+            if metric(&text, "tracetopics_facet_records_total") == 3.0 {
+                break text;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let text = tokio::time::timeout(WAIT, done).await.expect("stored");
+    sidecar.shutdown().await;
+    let requests = server.requests();
+    assert_eq!(requests[1].0, "/v1/embeddings");
+    assert_eq!(
+        requests[1].2["input"],
+        serde_json::json!(["Find out where a refund is"])
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tracetopics_facet_labels_total{facet=\"sentiment\",label=\"NEGATIVE\"}"
+        ),
+        1.0
+    );
+    let on_span = sink.spans().iter().any(|(_, _, span)| {
+        span.attributes.iter().any(|kv| {
+            kv.key == "tracetopics.facet.sentiment.label"
+                && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                    == Some(
+                        &opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                            "NEGATIVE".into(),
+                        ),
+                    )
+        })
+    });
+    assert!(on_span, "the label is on the spans");
+    let (db, _) = tracetopics::store::open(&storage).unwrap();
+    let records = facets::of_trace(&db, &trace_id(7).try_into().unwrap()).unwrap();
+    let sentiment = records.iter().find(|r| r.facet == "sentiment").unwrap();
+    assert_eq!(
+        (
+            sentiment.text.as_str(),
+            sentiment.excluded,
+            sentiment.embedding.len()
+        ),
+        ("NEGATIVE", false, 0)
+    );
+    let task = records.iter().find(|r| r.facet == "task").unwrap();
+    assert_eq!(task.embedding.len(), 16);
 }

@@ -548,3 +548,111 @@ async fn summaries_without_current_embeddings_are_a_counted_failure_not_a_panic(
     );
     handle.shutdown().await;
 }
+
+/// Sentiment answers: 70 NEGATIVE and 30 NEUTRAL with no reason (no vector), 20 POSITIVE all
+/// giving the same reason — far too few distinct reasons for a map of reasons.
+fn store_label_records(db: &redb::Database, config: &Config) {
+    let model = tracetopics::embed::Embedder::new(&config.models.embeddings)
+        .unwrap()
+        .model_id();
+    let time = now_ms() - 60_000;
+    let records: Vec<FacetRecord> = (0..120usize)
+        .map(|i| {
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            let (text, embedding) = match i {
+                0..70 => ("NEGATIVE".to_string(), Vec::new()),
+                70..100 => ("NEUTRAL".to_string(), Vec::new()),
+                _ => (
+                    "POSITIVE: the refund arrived".to_string(),
+                    vec![0.25f32; 32],
+                ),
+            };
+            FacetRecord {
+                trace_id,
+                facet: "sentiment".into(),
+                text,
+                excluded: false,
+                time_ms: time,
+                version: "v1".into(),
+                preprocessor: "default".into(),
+                facet_model: "builtin".into(),
+                embedding_model: model.clone(),
+                service_name: None,
+                root_span_name: "agent".into(),
+                user_id: None,
+                session_id: None,
+                embedding,
+            }
+        })
+        .collect();
+    facets::put(db, &records).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labelled_facet_is_labelled_not_waiting_and_shows_its_label_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let db = open_db(&config);
+    let (handle, published, _) = start(&config, &db, Arc::new(tracetopics::topics::NoBackfill));
+    assert_eq!(handle.state("sentiment").phase, Phase::Labelled);
+    assert_eq!(handle.state("issues").phase, Phase::WaitingForFacets);
+
+    store_label_records(&db, &config);
+    let states = handle.check_now().await.unwrap();
+    let sentiment = state_of(&states, "sentiment");
+    // Enough answers (120 ≥ min_traces) but one distinct reason: no map, still `labelled`, and
+    // the reason says what a map of reasons waits for.
+    assert_eq!(
+        (sentiment.phase, sentiment.map_version),
+        (Phase::Labelled, None)
+    );
+    let why = sentiment.last_error.unwrap();
+    assert!(why.contains("1 distinct reasons"), "{why}");
+    assert!(published.get("sentiment").is_none());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", handle.serve_admin(listener, &config));
+    let (status, view) = http(
+        reqwest::Method::GET,
+        format!("{base}/topics/sentiment"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(view["state"]["phase"], "labelled");
+    assert_eq!(
+        view["labels"],
+        json!([
+            {"label": "POSITIVE", "count": 20},
+            {"label": "NEUTRAL", "count": 30},
+            {"label": "NEGATIVE", "count": 70},
+            {"label": "MIXED", "count": 0},
+        ])
+    );
+    let (_, task) = http(reqwest::Method::GET, format!("{base}/topics/task"), None).await;
+    assert!(task.get("labels").is_none(), "{task}");
+    handle.shutdown().await;
+}
+
+#[test]
+fn topics_show_without_a_sidecar_prints_a_labelled_facets_label_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    {
+        let db = open_db(&config);
+        store_label_records(&db, &config);
+    }
+    let out = tracetopics::topics::cli::show(&config, Some("sentiment")).unwrap();
+    assert!(
+        out.contains("facet `sentiment`: labelled; no map of its reasons yet"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "labels (its topics; 120 answers in the window): POSITIVE 20, NEUTRAL 30, NEGATIVE 70, MIXED 0"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("state: labelled"), "{out}");
+}

@@ -154,6 +154,18 @@ impl FacetSpec {
         })
     }
 
+    /// The text a map clusters: the whole answer, or for a labelled facet only its reason (the
+    /// label already is its topic, and would make the map cluster by label); `None` when a
+    /// labelled answer gives no reason.
+    pub fn clustered_text(&self, answer: &str) -> Option<String> {
+        let Some(labels) = &self.labels else {
+            return Some(answer.to_string());
+        };
+        let (_, reason) = find_label(answer, labels, &self.name)?;
+        let reason = reason.trim();
+        (!reason.is_empty()).then(|| reason.to_string())
+    }
+
     /// The label of an accepted answer of a labelled facet.
     pub fn label_of<'a>(&'a self, answer: &str) -> Option<&'a str> {
         let labels = self.labels.as_ref()?;
@@ -500,6 +512,17 @@ mod tests {
             assert_eq!(sentiment.accept(given).as_deref(), expected, "{given}");
         }
         assert_eq!(sentiment.label_of("NEGATIVE: late"), Some("NEGATIVE"));
+        // A map clusters the reason only; a bare label leaves nothing to cluster.
+        assert_eq!(
+            sentiment.clustered_text("NEGATIVE: late").as_deref(),
+            Some("late")
+        );
+        assert_eq!(sentiment.clustered_text("NEGATIVE"), None);
+        let task = builtin("task").unwrap();
+        assert_eq!(
+            task.clustered_text("Get a refund").as_deref(),
+            Some("Get a refund")
+        );
         let prompt = user_prompt("[user] hi", &[&sentiment], &[], &[]);
         assert!(prompt.contains("never the word LABEL"), "{prompt}");
         let split =

@@ -356,12 +356,21 @@ async fn process(
             })
             .inc();
     }
-    let to_embed: Vec<String> = extraction
+    // What each answer's map clusters (a labelled facet: the reason only); `None` is stored
+    // without a vector and counted by its label alone.
+    let clustered: Vec<Option<String>> = extraction
         .answers
         .iter()
-        .filter(|a| !a.excluded)
-        .map(|a| a.text.clone())
+        .map(|a| {
+            let spec = shared.specs.iter().find(|s| s.name == a.facet);
+            match spec {
+                _ if a.excluded => None,
+                Some(spec) => spec.clustered_text(&a.text),
+                None => Some(a.text.clone()),
+            }
+        })
         .collect();
+    let to_embed: Vec<String> = clustered.iter().flatten().cloned().collect();
     let mut vectors = shared
         .embedder
         .embed(&to_embed)
@@ -376,7 +385,8 @@ async fn process(
     let records: Vec<FacetRecord> = extraction
         .answers
         .iter()
-        .map(|a| FacetRecord {
+        .zip(&clustered)
+        .map(|(a, clustered)| FacetRecord {
             trace_id,
             facet: a.facet.clone(),
             text: a.text.clone(),
@@ -390,10 +400,9 @@ async fn process(
             root_span_name: meta.root_span_name.clone(),
             user_id: meta.user_id.clone(),
             session_id: meta.session_id.clone(),
-            embedding: if a.excluded {
-                Vec::new()
-            } else {
-                vectors.next().unwrap_or_default()
+            embedding: match clustered {
+                Some(_) => vectors.next().unwrap_or_default(),
+                None => Vec::new(),
             },
         })
         .collect();

@@ -141,6 +141,9 @@ pub fn cluster(
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        labelled: super::labels::labelled_specs(config)
+            .into_iter()
+            .find(|s| s.name == request.facet),
     };
     progress("reading summaries", 0.0);
     let sample = load_sample(

@@ -4,6 +4,7 @@
 use super::TopicMap;
 use super::adhoc::{self, ClusterRequest};
 use super::automation::{FacetState, TopicsHandle};
+use super::labels::{LabelCount, window_label_counts};
 use crate::config::Config;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +21,9 @@ pub struct FacetView {
     pub state: FacetState,
     /// The published map (centroids omitted).
     pub map: Option<TopicMap>,
+    /// A labelled facet's label counts over the topics window (its topics, map or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<LabelCount>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,11 +51,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(status, &serde_json::json!({"error": message.into()}))
 }
 
-fn view(topics: &TopicsHandle, facet: &str) -> FacetView {
+fn view(s: &AdminState, facet: &str) -> FacetView {
     FacetView {
         facet: facet.into(),
-        state: topics.state(facet),
-        map: topics.published().get(facet).map(|m| (*m).clone()),
+        state: s.topics.state(facet),
+        map: s.topics.published().get(facet).map(|m| (*m).clone()),
+        labels: window_label_counts(
+            &s.topics.db(),
+            &s.config,
+            facet,
+            super::automation::now_ms(),
+        ),
     }
 }
 
@@ -59,12 +69,7 @@ async fn all_topics(State(s): State<AdminState>) -> Response {
     json(
         StatusCode::OK,
         &TopicsView {
-            facets: s
-                .topics
-                .facets()
-                .iter()
-                .map(|f| view(&s.topics, f))
-                .collect(),
+            facets: s.topics.facets().iter().map(|f| view(&s, f)).collect(),
         },
     )
 }
@@ -73,7 +78,7 @@ async fn one_facet(State(s): State<AdminState>, Path(facet): Path<String>) -> Re
     if !s.topics.facets().contains(&facet) {
         return error(StatusCode::NOT_FOUND, format!("unknown facet `{facet}`"));
     }
-    json(StatusCode::OK, &view(&s.topics, &facet))
+    json(StatusCode::OK, &view(&s, &facet))
 }
 
 async fn regenerate(State(s): State<AdminState>, Path(facet): Path<String>) -> Response {

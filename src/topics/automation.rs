@@ -40,6 +40,10 @@ pub const NAMING_RETRY: Duration = Duration::from_secs(900);
 pub enum Phase {
     #[default]
     WaitingForFacets,
+    /// A labelled facet without a map: its labels are its topics (counted, on spans, shown by
+    /// `topics show`); a map of its reasons is built, as in `waiting_for_facets`, once enough
+    /// distinct reasons are stored.
+    Labelled,
     RecomputingTopicMaps,
     Backfill,
     Idle,
@@ -63,6 +67,19 @@ pub struct FacetState {
     /// the window holds this many (twice `map_records`, at most the sample size), before
     /// `due_ms` if that comes first. `None` once a map had a full sample.
     pub rebuild_at_records: Option<usize>,
+}
+
+/// A facet's state before its first map: a labelled facet starts `labelled` (its labels already
+/// classify), any other `waiting_for_facets`.
+pub fn initial_state(labelled: bool) -> FacetState {
+    FacetState {
+        phase: if labelled {
+            Phase::Labelled
+        } else {
+            Phase::WaitingForFacets
+        },
+        ..FacetState::default()
+    }
 }
 
 /// When a map built from `records` summaries should be rebuilt for growth: once they doubled,
@@ -116,6 +133,8 @@ pub struct Automation {
     pub(super) db: Arc<Database>,
     config: TopicsConfig,
     facets: Vec<String>,
+    /// The facets whose answer is a label.
+    labelled: Vec<crate::facet::FacetSpec>,
     embedding_model: String,
     namer: Namer,
     published: PublishedMaps,
@@ -135,6 +154,7 @@ impl Automation {
             db,
             config: config.topics.clone(),
             facets: configured_facets(config),
+            labelled: super::labels::labelled_specs(config),
             embedding_model: crate::embed::Embedder::new(&config.models.embeddings)?.model_id(),
             namer: Namer::new(&config.models.naming)?.with_metrics(&metrics.model),
             published,
@@ -182,12 +202,16 @@ impl Automation {
         }
     }
 
+    fn is_labelled(&self, facet: &str) -> bool {
+        self.labelled.iter().any(|s| s.name == facet)
+    }
+
     /// The persisted state of `facet` (the initial state if none was stored).
     pub fn state(&self, facet: &str) -> FacetState {
         topic_store::state(&self.db, facet)
             .ok()
             .flatten()
-            .unwrap_or_default()
+            .unwrap_or_else(|| initial_state(self.is_labelled(facet)))
     }
 
     pub(super) fn save(&self, facet: &str, state: &FacetState) {
@@ -218,7 +242,7 @@ impl Automation {
         loop {
             let now = now_ms();
             let next = match state.phase {
-                Phase::WaitingForFacets => (force
+                Phase::WaitingForFacets | Phase::Labelled => (force
                     || (now >= state.due_ms && self.ready(facet).await))
                     .then_some(Phase::RecomputingTopicMaps),
                 // Also where a crash mid-generation resumes.
@@ -309,11 +333,21 @@ impl Automation {
             self.config.clone(),
             self.embedding_model.clone(),
         );
+        let labelled = self.labelled.iter().find(|s| s.name == facet).cloned();
         tracing::info!(facet, "building topic map");
         let result = on_thread("topic-map", move || {
             let since = now.saturating_sub(ms(config.window.get()));
             let records = topic_store::count_records(&db, &name, since).ok();
-            regenerate(&db, &name, &config, &model, now, &|_, _| {}).map(|r| (r, records))
+            regenerate(
+                &db,
+                &name,
+                &config,
+                &model,
+                labelled.as_ref(),
+                now,
+                &|_, _| {},
+            )
+            .map(|r| (r, records))
         })
         .await;
         let mut records_at_build = None;
@@ -344,6 +378,13 @@ impl Automation {
                     Ok(Err(e)) => Err(format!("cannot store the map: {e}")),
                     Err(e) => Err(format!("storing the map failed: {e}")),
                 }
+            }
+            Ok(Err(RegenerateError::TooFewFacets { found, needed, .. }))
+                if self.is_labelled(facet) =>
+            {
+                Err(format!(
+                    "not yet: {found} distinct reasons (the text after the label) in the window; at least {needed} needed for a map of reasons"
+                ))
             }
             Ok(Err(e @ RegenerateError::TooFewFacets { .. })) => Err(format!("not yet: {e}")),
             Ok(Err(e)) => Err(e.to_string()),
@@ -396,7 +437,7 @@ impl Automation {
                 state.phase = if state.map_version.is_some() {
                     Phase::Idle
                 } else {
-                    Phase::WaitingForFacets
+                    initial_state(self.is_labelled(facet)).phase
                 };
                 state.due_ms = now + retry;
                 state.last_error = Some(message.clone());

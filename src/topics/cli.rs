@@ -4,7 +4,8 @@
 
 use super::adhoc::{self, ClusterReport, ClusterRequest};
 use super::admin::{FacetView, TopicsView};
-use super::automation::configured_facets;
+use super::automation::{configured_facets, initial_state};
+use super::labels::{labels_text, window_label_counts};
 use crate::config::Config;
 use crate::store::topics as topic_store;
 use std::time::Duration;
@@ -137,11 +138,13 @@ pub fn show(config: &Config, facet: Option<&str>) -> Result<String, String> {
                 configured_facets(config)
                     .into_iter()
                     .map(|f| -> Result<FacetView, String> {
+                        let labels = window_label_counts(&db, config, &f, now_ms());
                         Ok(FacetView {
                             state: topic_store::state(&db, &f)
                                 .map_err(|e| e.to_string())?
-                                .unwrap_or_default(),
+                                .unwrap_or_else(|| initial_state(labels.is_some())),
                             map: topic_store::latest(&db, &f).map_err(|e| e.to_string())?,
+                            labels,
                             facet: f,
                         })
                     })
@@ -167,7 +170,14 @@ pub fn show(config: &Config, facet: Option<&str>) -> Result<String, String> {
     for view in chosen {
         match &view.map {
             Some(map) => out.push_str(&render_map(map)),
+            None if view.labels.is_some() => out.push_str(&format!(
+                "facet `{}`: labelled; no map of its reasons yet\n",
+                view.facet
+            )),
             None => out.push_str(&format!("facet `{}`: no map yet\n", view.facet)),
+        }
+        if let Some(counts) = &view.labels {
+            out.push_str(&format!("  {}\n", labels_text(counts)));
         }
         let state = &view.state;
         out.push_str(&format!(

@@ -15,6 +15,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod handle;
+pub mod labels;
 pub mod map;
 pub mod naming;
 pub mod regenerate;

@@ -11,6 +11,7 @@ use crate::cluster::{
     ClusterConfig, ClusterError, ClusterSnapshot, ClusterSummary, MatchParams, Stage,
     build_clusters, match_clusters, stability_score,
 };
+use crate::facet::FacetSpec;
 use crate::store::StoreError;
 use crate::store::facets::FacetRecord;
 use crate::store::topics::{self as topic_store, Membership};
@@ -50,6 +51,9 @@ pub struct SampleFilter {
     /// (field, value) pairs that must all match: `service_name`, `root_span_name`, `user_id`,
     /// `session_id`.
     pub fields: Vec<(String, String)>,
+    /// A labelled facet: its sample texts (keywords, exemplars, distinct count) are the reasons
+    /// after the label, the text its vectors embed.
+    pub labelled: Option<FacetSpec>,
 }
 
 impl SampleFilter {
@@ -106,14 +110,12 @@ pub fn load_sample(
         filter.since_ms,
         |trace| sample_rank(trace, seed),
         |r| {
-            if r.excluded {
+            // A labelled answer without a reason carries no vector: its label is its topic.
+            if r.excluded || r.embedding.is_empty() {
                 return;
             }
             in_window += 1;
-            if r.embedding.is_empty()
-                || r.embedding_model != filter.embedding_model
-                || !filter.accepts(&r)
-            {
+            if r.embedding_model != filter.embedding_model || !filter.accepts(&r) {
                 return;
             }
             available += 1;
@@ -143,7 +145,11 @@ pub fn load_sample(
     for r in usable {
         sample.trace_ids.push(r.trace_id);
         sample.vectors.extend_from_slice(&r.embedding);
-        sample.texts.push(r.text);
+        let text = match &filter.labelled {
+            Some(spec) => spec.clustered_text(&r.text).unwrap_or(r.text),
+            None => r.text,
+        };
+        sample.texts.push(text);
     }
     Ok(sample)
 }
@@ -256,12 +262,14 @@ pub struct Regenerated {
     pub members: Vec<Membership>,
 }
 
-/// Builds the next map of `facet` from the store, matched to the newest stored map.
+/// Builds the next map of `facet` from the store, matched to the newest stored map (`labelled`:
+/// the facet's spec when its answers are labels, so the map works on their reasons).
 pub fn regenerate(
     db: &Database,
     facet: &str,
     config: &TopicsConfig,
     embedding_model: &str,
+    labelled: Option<&FacetSpec>,
     now_ms: u64,
     progress: &dyn Fn(Stage, f32),
 ) -> Result<Regenerated, RegenerateError> {
@@ -269,6 +277,7 @@ pub fn regenerate(
         since_ms: now_ms.saturating_sub(config.window.get().as_millis() as u64),
         embedding_model: embedding_model.into(),
         fields: Vec::new(),
+        labelled: labelled.cloned(),
     };
     let mut clustering = config.clustering.clone();
     // The scatter plot is for interactive runs; the automated map does not need it.

@@ -64,7 +64,7 @@ pub(crate) fn small_config() -> TopicsConfig {
 }
 
 fn regen(db: &Database, config: &TopicsConfig, now_ms: u64) -> Regenerated {
-    regenerate(db, "task", config, MODEL, now_ms, &|_, _| {}).expect("map builds")
+    regenerate(db, "task", config, MODEL, None, now_ms, &|_, _| {}).expect("map builds")
 }
 
 #[test]
@@ -153,6 +153,7 @@ fn the_sample_is_drawn_by_trace_id_hash_whatever_the_storage_order() {
         since_ms: 0,
         embedding_model: MODEL.into(),
         fields: vec![],
+        labelled: None,
     };
     let a = load_sample(&db, "task", &filter, 100, 42).unwrap();
     assert_eq!((a.available, a.trace_ids.len(), a.dim), (300, 100, 64));
@@ -175,7 +176,7 @@ fn too_few_summaries_or_no_embeddings_are_clear_errors() {
     let config = small_config();
     let few: Vec<FacetRecord> = (0..30).map(|i| record(&data, i, 10)).collect();
     facets::put(&db, &few).unwrap();
-    let err = regenerate(&db, "task", &config, MODEL, 20, &|_, _| {}).unwrap_err();
+    let err = regenerate(&db, "task", &config, MODEL, None, 20, &|_, _| {}).unwrap_err();
     assert!(
         matches!(
             err,
@@ -187,13 +188,13 @@ fn too_few_summaries_or_no_embeddings_are_clear_errors() {
         ),
         "{err}"
     );
-    let err = regenerate(&db, "task", &config, "openai:other", 20, &|_, _| {}).unwrap_err();
+    let err = regenerate(&db, "task", &config, "openai:other", None, 20, &|_, _| {}).unwrap_err();
     assert!(
         matches!(err, RegenerateError::NoEmbeddings { records: 30, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("openai:other"));
-    let err = regenerate(&db, "issues", &config, MODEL, 20, &|_, _| {}).unwrap_err();
+    let err = regenerate(&db, "issues", &config, MODEL, None, 20, &|_, _| {}).unwrap_err();
     assert!(matches!(
         err,
         RegenerateError::TooFewFacets { found: 0, .. }
@@ -374,5 +375,53 @@ fn calibrated_thresholds_reject_an_unseen_topic_and_accept_new_members() {
         right * 10 >= fresh.len() * 9,
         "{right} of {} new traces of seen topics got their topic",
         fresh.len()
+    );
+}
+
+#[test]
+fn a_labelled_facets_sample_is_its_reasons_not_its_labels() {
+    let data = synthetic(60);
+    let (_dir, db) = test_db();
+    let config = small_config();
+    let spec = crate::facet::spec::builtin("sentiment").unwrap();
+    // One reason under two labels: the label must not make it two summaries.
+    let records: Vec<FacetRecord> = (0..60)
+        .map(|i| FacetRecord {
+            facet: "sentiment".into(),
+            text: format!(
+                "{}: the refund is late",
+                if i % 2 == 0 { "NEGATIVE" } else { "MIXED" }
+            ),
+            ..record(&data, i, 10)
+        })
+        .collect();
+    facets::put(&db, &records).unwrap();
+    let filter = SampleFilter {
+        since_ms: 0,
+        embedding_model: MODEL.into(),
+        fields: vec![],
+        labelled: Some(spec.clone()),
+    };
+    let sample = load_sample(&db, "sentiment", &filter, 100, 42).unwrap();
+    assert_eq!(sample.texts.len(), 60);
+    assert!(sample.texts.iter().all(|t| t == "the refund is late"));
+    let err = regenerate(
+        &db,
+        "sentiment",
+        &config,
+        MODEL,
+        Some(&spec),
+        20,
+        &|_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RegenerateError::TooFewFacets { found: 1, .. }),
+        "{err}"
+    );
+    let err = regenerate(&db, "sentiment", &config, MODEL, None, 20, &|_, _| {}).unwrap_err();
+    assert!(
+        matches!(err, RegenerateError::TooFewFacets { found: 2, .. }),
+        "{err}"
     );
 }
